@@ -1,0 +1,162 @@
+//! The `Route` custom resource (`weir.dev/v1alpha1`): which requests go to which Services.
+//!
+//! These types are the API users write. They are only shapes: what a Route *means* (which
+//! values are valid, how matches rank) lives in [`crate::validate`] and in the control plane.
+//!
+//! ```
+//! let route: weir_crds::Route = serde_json::from_value(serde_json::json!({
+//!     "apiVersion": "weir.dev/v1alpha1", "kind": "Route",
+//!     "metadata": {"name": "echo", "namespace": "default"},
+//!     "spec": {"hosts": ["echo.local"], "rules": [
+//!         {"backends": [{"service": {"name": "echo", "port": 8080}}]}
+//!     ]}
+//! })).unwrap();
+//! assert_eq!(route.spec.rules[0].backends[0].weight, 1);
+//! ```
+
+use k8s_openapi::apimachinery::pkg::{apis::meta::v1::Condition, util::intstr::IntOrString};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Routes HTTP requests for a set of hosts to Services, rule by rule.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "Route",
+    namespaced,
+    status = "RouteStatus",
+    shortname = "rt",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hosts"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSpec {
+    /// Host names this Route serves. `*.example.com` matches any subdomain of example.com
+    /// (not example.com itself). Empty: every host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Rules, each matching some requests and sending them to backends.
+    pub rules: Vec<RouteRule>,
+}
+
+/// One rule: requests matching any of `matches` go to `backends`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRule {
+    /// A request matches the rule when it matches any of these. Empty: every request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<RouteMatch>,
+    /// Services that receive the matched requests, chosen by weight.
+    pub backends: Vec<Backend>,
+    /// How long to wait for the upstream's response headers, e.g. `10s`, `500ms`, `1m30s`.
+    /// `0s` or absent: no timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Conditions a request must meet, all of them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// The request path. Absent: `PathPrefix /`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathMatch>,
+    /// The request method. Absent: any method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    /// Headers that must be present with exactly these values (names are case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// How the request path is matched.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PathMatch {
+    /// `PathPrefix` (default), `Exact` or `RegularExpression`.
+    #[serde(rename = "type", default)]
+    pub kind: PathMatchType,
+    /// A path starting with `/`, or a regular expression matched against the whole path.
+    pub value: String,
+}
+
+/// The kinds of path match. Prefixes match whole segments: `/api` matches `/api`, `/api/`
+/// and `/api/x`, never `/apix`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum PathMatchType {
+    #[default]
+    PathPrefix,
+    Exact,
+    RegularExpression,
+}
+
+/// HTTP methods a match can name.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+}
+
+impl HttpMethod {
+    /// The method as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+            Self::Options => "OPTIONS",
+            Self::Trace => "TRACE",
+            Self::Patch => "PATCH",
+        }
+    }
+}
+
+/// A header that must be present with exactly this value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: String,
+}
+
+/// A Service in the Route's namespace, and the share of traffic it gets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct Backend {
+    pub service: ServiceRef,
+    /// Relative share of the rule's requests (default 1; 0 sends none).
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 0, max = 1_000_000))]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A Service port, by number or by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ServiceRef {
+    pub name: String,
+    pub port: IntOrString,
+}
+
+/// What Weir last decided about a Route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
