@@ -1,0 +1,97 @@
+//! Small builders for the objects tests need: a Service, an EndpointSlice, a Route.
+//!
+//! Tests read better with `fixtures::route("default", "echo", &["echo.local"], "/api", port)`
+//! than with pages of YAML; each builder makes the smallest valid object.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::{
+    api::{
+        core::v1::{Service, ServicePort, ServiceSpec},
+        discovery::v1::{Endpoint, EndpointPort, EndpointSlice},
+    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
+};
+use weir_crds::{Backend, PathMatch, PathMatchType, Route, RouteMatch, RouteRule, RouteSpec, ServiceRef};
+
+use crate::store::{Object, SERVICE_NAME_LABEL};
+
+fn meta(namespace: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// A ClusterIP Service with named ports.
+pub fn service(namespace: &str, name: &str, ports: &[(&str, i32)]) -> Object {
+    Object::Service(Arc::new(Service {
+        metadata: meta(namespace, name),
+        spec: Some(ServiceSpec {
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(port_name, port)| ServicePort {
+                        name: Some((*port_name).into()),
+                        port: *port,
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// An IPv4 EndpointSlice of `service` whose port `http` is `port`, every address ready.
+pub fn slice(namespace: &str, name: &str, service: &str, port: i32, addresses: &[&str]) -> Object {
+    let mut metadata = meta(namespace, name);
+    metadata.labels = Some(BTreeMap::from([(SERVICE_NAME_LABEL.into(), service.into())]));
+    Object::EndpointSlice(Arc::new(EndpointSlice {
+        metadata,
+        address_type: "IPv4".into(),
+        endpoints: addresses
+            .iter()
+            .map(|address| Endpoint {
+                addresses: vec![(*address).into()],
+                ..Default::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(port),
+            ..Default::default()
+        }]),
+    }))
+}
+
+/// A Route with one rule: `PathPrefix prefix` to Service `echo` on `port`.
+pub fn route(namespace: &str, name: &str, hosts: &[&str], prefix: &str, port: IntOrString) -> Object {
+    let mut route = Route::new(
+        name,
+        RouteSpec {
+            hosts: hosts.iter().map(|h| (*h).into()).collect(),
+            rules: vec![RouteRule {
+                matches: vec![RouteMatch {
+                    path: Some(PathMatch {
+                        kind: PathMatchType::PathPrefix,
+                        value: prefix.into(),
+                    }),
+                    ..Default::default()
+                }],
+                backends: vec![Backend {
+                    service: ServiceRef {
+                        name: "echo".into(),
+                        port,
+                    },
+                    weight: 1,
+                }],
+                timeout: None,
+            }],
+        },
+    );
+    route.metadata.namespace = Some(namespace.into());
+    Object::Route(Arc::new(route))
+}

@@ -1,0 +1,3 @@
+//! Sources of configuration. Each turns what it watches into [`crate::SourceEvent`]s.
+
+pub mod files;
