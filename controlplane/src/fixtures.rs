@@ -12,7 +12,9 @@ use k8s_openapi::{
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
-use weir_crds::{Backend, PathMatch, PathMatchType, Route, RouteMatch, RouteRule, RouteSpec, ServiceRef};
+use weir_crds::{
+    Backend, PathMatch, PathMatchType, Route, RouteMatch, RouteRule, RouteSpec, ServiceRef,
+};
 
 use crate::store::{Object, SERVICE_NAME_LABEL};
 
@@ -48,7 +50,10 @@ pub fn service(namespace: &str, name: &str, ports: &[(&str, i32)]) -> Object {
 /// An IPv4 EndpointSlice of `service` whose port `http` is `port`, every address ready.
 pub fn slice(namespace: &str, name: &str, service: &str, port: i32, addresses: &[&str]) -> Object {
     let mut metadata = meta(namespace, name);
-    metadata.labels = Some(BTreeMap::from([(SERVICE_NAME_LABEL.into(), service.into())]));
+    metadata.labels = Some(BTreeMap::from([(
+        SERVICE_NAME_LABEL.into(),
+        service.into(),
+    )]));
     Object::EndpointSlice(Arc::new(EndpointSlice {
         metadata,
         address_type: "IPv4".into(),
@@ -68,7 +73,13 @@ pub fn slice(namespace: &str, name: &str, service: &str, port: i32, addresses: &
 }
 
 /// A Route with one rule: `PathPrefix prefix` to Service `echo` on `port`.
-pub fn route(namespace: &str, name: &str, hosts: &[&str], prefix: &str, port: IntOrString) -> Object {
+pub fn route(
+    namespace: &str,
+    name: &str,
+    hosts: &[&str],
+    prefix: &str,
+    port: IntOrString,
+) -> Object {
     let mut route = Route::new(
         name,
         RouteSpec {

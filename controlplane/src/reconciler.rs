@@ -24,8 +24,8 @@ use weir_crds::{PathMatchType, Route, RouteSpec, parse_timeout, validate_route};
 
 use crate::{
     snapshot::{
-        BackendSnapshot, MatchSnapshot, PathRule, RouteReport, RouteSnapshot, RuleSnapshot, Snapshot,
-        Unresolved,
+        BackendSnapshot, MatchSnapshot, PathRule, RouteReport, RouteSnapshot, RuleSnapshot,
+        Snapshot, Unresolved,
     },
     store::{NamespacedName, SourceEvent, SourceProblem, Store},
 };
@@ -82,23 +82,24 @@ impl Reconciler {
 
         for (id, route, origin) in self.store.routes() {
             present.insert(id.clone());
-            let (compiled, accepted_reason, mut message) = match compile(id, &route.spec, &self.store) {
-                Ok(compiled) => {
-                    self.last_valid.insert(id.clone(), route.clone());
-                    (Some(compiled), "Accepted", String::new())
-                }
-                Err(rejected) => {
-                    let fallback = self
-                        .last_valid
-                        .get(id)
-                        .and_then(|last| compile(id, &last.spec, &self.store).ok());
-                    let mut message = rejected.message;
-                    if fallback.is_some() {
-                        message.push_str(" (still serving the last valid version)");
+            let (compiled, accepted_reason, mut message) =
+                match compile(id, &route.spec, &self.store) {
+                    Ok(compiled) => {
+                        self.last_valid.insert(id.clone(), route.clone());
+                        (Some(compiled), "Accepted", String::new())
                     }
-                    (fallback, rejected.reason, message)
-                }
-            };
+                    Err(rejected) => {
+                        let fallback = self
+                            .last_valid
+                            .get(id)
+                            .and_then(|last| compile(id, &last.spec, &self.store).ok());
+                        let mut message = rejected.message;
+                        if fallback.is_some() {
+                            message.push_str(" (still serving the last valid version)");
+                        }
+                        (fallback, rejected.reason, message)
+                    }
+                };
             let (resolved_refs_reason, refs_message) = compiled
                 .as_ref()
                 .map(resolution_problem)
@@ -122,7 +123,12 @@ impl Reconciler {
         }
         self.last_valid.retain(|id, _| present.contains(id));
 
-        let mut source_problems: Vec<_> = self.problems_by_source.values().flatten().cloned().collect();
+        let mut source_problems: Vec<_> = self
+            .problems_by_source
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
         source_problems.sort();
         Snapshot {
             generation: self.generation,
@@ -135,7 +141,11 @@ impl Reconciler {
 }
 
 /// Compiles a Route's spec with its backends resolved against the store.
-fn compile(id: &NamespacedName, spec: &RouteSpec, store: &Store) -> Result<RouteSnapshot, Rejected> {
+fn compile(
+    id: &NamespacedName,
+    spec: &RouteSpec,
+    store: &Store,
+) -> Result<RouteSnapshot, Rejected> {
     validate_route(spec).map_err(|invalid| Rejected {
         reason: "Invalid",
         message: invalid.to_string(),
@@ -185,11 +195,13 @@ fn compile(id: &NamespacedName, spec: &RouteSpec, store: &Store) -> Result<Route
             .backends
             .iter()
             .map(|backend| {
-                let service = NamespacedName::new(id.namespace.clone(), backend.service.name.clone());
-                let (endpoints, unresolved) = match resolve_endpoints(&service, &backend.service.port, store) {
-                    Ok(endpoints) => (endpoints, None),
-                    Err(unresolved) => (Vec::new(), Some(unresolved)),
-                };
+                let service =
+                    NamespacedName::new(id.namespace.clone(), backend.service.name.clone());
+                let (endpoints, unresolved) =
+                    match resolve_endpoints(&service, &backend.service.port, store) {
+                        Ok(endpoints) => (endpoints, None),
+                        Err(unresolved) => (Vec::new(), Some(unresolved)),
+                    };
                 BackendSnapshot {
                     service,
                     weight: backend.weight,
@@ -219,14 +231,15 @@ fn compile(id: &NamespacedName, spec: &RouteSpec, store: &Store) -> Result<Route
     })
 }
 
-
 /// The ready endpoints of a Service port, sorted and without duplicates.
 fn resolve_endpoints(
     service_id: &NamespacedName,
     port: &IntOrString,
     store: &Store,
 ) -> Result<Vec<SocketAddr>, Unresolved> {
-    let service = store.service(service_id).ok_or(Unresolved::BackendNotFound)?;
+    let service = store
+        .service(service_id)
+        .ok_or(Unresolved::BackendNotFound)?;
     let service_port = service
         .spec
         .as_ref()
@@ -248,7 +261,10 @@ fn resolve_endpoints(
 }
 
 /// The ready addresses of one slice, on the slice port named like the Service port.
-fn ready_addresses<'a>(slice: &'a EndpointSlice, service_port: &ServicePort) -> impl Iterator<Item = SocketAddr> + 'a {
+fn ready_addresses<'a>(
+    slice: &'a EndpointSlice,
+    service_port: &ServicePort,
+) -> impl Iterator<Item = SocketAddr> + 'a {
     let port_name = service_port.name.as_deref().unwrap_or_default();
     let target_port = slice
         .ports
@@ -282,7 +298,9 @@ fn resolution_problem(route: &RouteSnapshot) -> (&'static str, String) {
                 Some(Unresolved::BackendNotFound) => format!("Service {service} not found"),
                 Some(Unresolved::PortNotFound) => format!("Service {service} has no such port"),
             };
-            let reason = backend.unresolved.map_or("NoReadyEndpoints", Unresolved::reason);
+            let reason = backend
+                .unresolved
+                .map_or("NoReadyEndpoints", Unresolved::reason);
             return (reason, format!("spec.rules[{r}].backends[{b}]: {message}"));
         }
     }
@@ -297,7 +315,11 @@ fn one_line(text: &str) -> String {
 /// Prefix `/api/` matches like `/api`; the root stays `/`.
 fn normalise_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_end_matches('/');
-    if trimmed.is_empty() { "/".into() } else { trimmed.into() }
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    }
 }
 
 /// Applies source events and publishes a snapshot after each burst of changes.
@@ -365,7 +387,9 @@ fn log_report_changes(previous: Option<&Snapshot>, next: &Snapshot) {
             );
         }
     }
-    let old_problems = previous.map(|p| p.source_problems.as_slice()).unwrap_or_default();
+    let old_problems = previous
+        .map(|p| p.source_problems.as_slice())
+        .unwrap_or_default();
     for problem in &next.source_problems {
         if !old_problems.contains(problem) {
             tracing::warn!(origin = %problem.origin, reason = %problem.reason, "configuration not loaded");
@@ -381,7 +405,10 @@ mod tests {
     fn reconciler_with(objects: Vec<Object>) -> Reconciler {
         let mut reconciler = Reconciler::default();
         for object in objects {
-            reconciler.handle(SourceEvent::Apply { object, origin: None });
+            reconciler.handle(SourceEvent::Apply {
+                object,
+                origin: None,
+            });
         }
         reconciler
     }
@@ -389,7 +416,13 @@ mod tests {
     fn echo_backend() -> Vec<Object> {
         vec![
             fixtures::service("default", "echo", &[("http", 8080)]),
-            fixtures::slice("default", "echo-1", "echo", 9001, &["127.0.0.1", "127.0.0.2"]),
+            fixtures::slice(
+                "default",
+                "echo-1",
+                "echo",
+                9001,
+                &["127.0.0.1", "127.0.0.2"],
+            ),
         ]
     }
 
@@ -397,17 +430,39 @@ mod tests {
     fn resolves_backends_to_ready_endpoints_by_port_name_and_number() {
         for port in [IntOrString::Int(8080), IntOrString::String("http".into())] {
             let mut objects = echo_backend();
-            objects.push(fixtures::route("default", "echo", &["echo.local"], "/api", port));
+            objects.push(fixtures::route(
+                "default",
+                "echo",
+                &["echo.local"],
+                "/api",
+                port,
+            ));
             let snapshot = reconciler_with(objects).snapshot();
             let endpoints = &snapshot.routes[0].rules[0].backends[0].endpoints;
-            assert_eq!(endpoints, &["127.0.0.1:9001".parse::<SocketAddr>().unwrap(), "127.0.0.2:9001".parse().unwrap()]);
-            assert!(snapshot.reports[0].resolved_refs, "{:?}", snapshot.reports[0]);
+            assert_eq!(
+                endpoints,
+                &[
+                    "127.0.0.1:9001".parse::<SocketAddr>().unwrap(),
+                    "127.0.0.2:9001".parse().unwrap()
+                ]
+            );
+            assert!(
+                snapshot.reports[0].resolved_refs,
+                "{:?}",
+                snapshot.reports[0]
+            );
         }
     }
 
     #[test]
     fn leaves_out_endpoints_that_are_not_ready() {
-        let mut slice = fixtures::slice("default", "echo-1", "echo", 9001, &["127.0.0.1", "127.0.0.2"]);
+        let mut slice = fixtures::slice(
+            "default",
+            "echo-1",
+            "echo",
+            9001,
+            &["127.0.0.1", "127.0.0.2"],
+        );
         if let Object::EndpointSlice(s) = &mut slice {
             let s = Arc::make_mut(s);
             s.endpoints[1].conditions = Some(k8s_openapi::api::discovery::v1::EndpointConditions {
@@ -450,10 +505,19 @@ mod tests {
     #[test]
     fn a_bad_route_never_affects_the_others() {
         let mut objects = echo_backend();
-        objects.push(fixtures::route("default", "good", &[], "/good", IntOrString::Int(8080)));
+        objects.push(fixtures::route(
+            "default",
+            "good",
+            &[],
+            "/good",
+            IntOrString::Int(8080),
+        ));
         let mut bad = fixtures::route("default", "bad", &[], "/bad", IntOrString::Int(8080));
         if let Object::Route(r) = &mut bad {
-            let path = Arc::make_mut(r).spec.rules[0].matches[0].path.as_mut().unwrap();
+            let path = Arc::make_mut(r).spec.rules[0].matches[0]
+                .path
+                .as_mut()
+                .unwrap();
             path.kind = PathMatchType::RegularExpression;
             path.value = "/bad/(".into();
         }
@@ -461,27 +525,49 @@ mod tests {
         let snapshot = reconciler_with(objects).snapshot();
         let ids: Vec<_> = snapshot.routes.iter().map(|r| r.id.name.as_str()).collect();
         assert_eq!(ids, ["good"]);
-        let bad_report = snapshot.reports.iter().find(|r| r.id.name == "bad").unwrap();
+        let bad_report = snapshot
+            .reports
+            .iter()
+            .find(|r| r.id.name == "bad")
+            .unwrap();
         assert_eq!(bad_report.accepted_reason, "InvalidRegex");
-        assert!(bad_report.message.starts_with("spec.rules[0].matches[0].path.value"), "{}", bad_report.message);
+        assert!(
+            bad_report
+                .message
+                .starts_with("spec.rules[0].matches[0].path.value"),
+            "{}",
+            bad_report.message
+        );
     }
 
     #[test]
     fn an_invalid_edit_keeps_the_last_valid_version_serving() {
         let mut reconciler = reconciler_with(echo_backend());
         let good = fixtures::route("default", "echo", &[], "/v1", IntOrString::Int(8080));
-        reconciler.handle(SourceEvent::Apply { object: good, origin: None });
+        reconciler.handle(SourceEvent::Apply {
+            object: good,
+            origin: None,
+        });
         reconciler.snapshot();
 
         let mut bad = fixtures::route("default", "echo", &[], "/v2", IntOrString::Int(8080));
         if let Object::Route(r) = &mut bad {
             Arc::make_mut(r).spec.rules[0].backends.clear();
         }
-        reconciler.handle(SourceEvent::Apply { object: bad, origin: None });
+        reconciler.handle(SourceEvent::Apply {
+            object: bad,
+            origin: None,
+        });
         let snapshot = reconciler.snapshot();
-        assert!(matches!(&snapshot.routes[0].rules[0].matches[0].path, PathRule::Prefix(p) if p == "/v1"));
+        assert!(
+            matches!(&snapshot.routes[0].rules[0].matches[0].path, PathRule::Prefix(p) if p == "/v1")
+        );
         assert!(!snapshot.reports[0].accepted);
-        assert!(snapshot.reports[0].message.contains("still serving the last valid version"));
+        assert!(
+            snapshot.reports[0]
+                .message
+                .contains("still serving the last valid version")
+        );
     }
 
     #[test]
@@ -497,11 +583,23 @@ mod tests {
         let (snapshots, mut snapshots_rx) = watch::channel(None);
         tokio::spawn(run(events_rx, 2, snapshots));
         for object in echo_backend() {
-            events.send(SourceEvent::Apply { object, origin: None }).await.unwrap();
+            events
+                .send(SourceEvent::Apply {
+                    object,
+                    origin: None,
+                })
+                .await
+                .unwrap();
         }
-        events.send(SourceEvent::Synced { source: "a" }).await.unwrap();
+        events
+            .send(SourceEvent::Synced { source: "a" })
+            .await
+            .unwrap();
         // One source synced: a published snapshot now would be a bug; the second sync must produce one.
-        events.send(SourceEvent::Synced { source: "b" }).await.unwrap();
+        events
+            .send(SourceEvent::Synced { source: "b" })
+            .await
+            .unwrap();
         snapshots_rx.wait_for(Option::is_some).await.unwrap();
         assert_eq!(snapshots_rx.borrow().as_ref().unwrap().generation, 1);
     }

@@ -213,7 +213,12 @@ impl Store {
 }
 
 fn slice_service(slice: &EndpointSlice) -> Option<String> {
-    slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL).cloned()
+    slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get(SERVICE_NAME_LABEL)
+        .cloned()
 }
 
 #[cfg(test)]
@@ -224,9 +229,18 @@ mod tests {
     #[test]
     fn indexes_endpoint_slices_by_their_service_label() {
         let mut store = Store::default();
-        store.apply(fixtures::slice("default", "echo-a", "echo", 8080, &["127.0.0.1"]), None);
-        store.apply(fixtures::slice("default", "echo-b", "echo", 8080, &["127.0.0.2"]), None);
-        store.apply(fixtures::slice("other", "echo-c", "echo", 8080, &["127.0.0.3"]), None);
+        store.apply(
+            fixtures::slice("default", "echo-a", "echo", 8080, &["127.0.0.1"]),
+            None,
+        );
+        store.apply(
+            fixtures::slice("default", "echo-b", "echo", 8080, &["127.0.0.2"]),
+            None,
+        );
+        store.apply(
+            fixtures::slice("other", "echo-c", "echo", 8080, &["127.0.0.3"]),
+            None,
+        );
         let echo = NamespacedName::new("default", "echo");
         assert_eq!(store.endpoint_slices_of(&echo).count(), 2);
 
@@ -240,10 +254,26 @@ mod tests {
     #[test]
     fn relabelled_slice_moves_to_its_new_service() {
         let mut store = Store::default();
-        store.apply(fixtures::slice("default", "s", "old", 80, &["127.0.0.1"]), None);
-        store.apply(fixtures::slice("default", "s", "new", 80, &["127.0.0.1"]), None);
-        assert_eq!(store.endpoint_slices_of(&NamespacedName::new("default", "old")).count(), 0);
-        assert_eq!(store.endpoint_slices_of(&NamespacedName::new("default", "new")).count(), 1);
+        store.apply(
+            fixtures::slice("default", "s", "old", 80, &["127.0.0.1"]),
+            None,
+        );
+        store.apply(
+            fixtures::slice("default", "s", "new", 80, &["127.0.0.1"]),
+            None,
+        );
+        assert_eq!(
+            store
+                .endpoint_slices_of(&NamespacedName::new("default", "old"))
+                .count(),
+            0
+        );
+        assert_eq!(
+            store
+                .endpoint_slices_of(&NamespacedName::new("default", "new"))
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
                     );
                 }
                 if header.value.len() > MAX_VALUE_LEN
-                    || header.value.bytes().any(|b| b.is_ascii_control() && b != b'\t')
+                    || header
+                        .value
+                        .bytes()
+                        .any(|b| b.is_ascii_control() && b != b'\t')
                 {
                     fail(
                         format!("{at}.headers[{h}].value"),
@@ -175,10 +178,9 @@ fn check_path(path: &str) -> Result<(), &'static str> {
         return Err("must be at most 1024 characters");
     }
     // Braces are the router's parameter syntax; '?' and '#' never reach a path match.
-    if path
-        .bytes()
-        .any(|b| matches!(b, b'{' | b'}' | b'?' | b'#') || b.is_ascii_whitespace() || b.is_ascii_control())
-    {
+    if path.bytes().any(|b| {
+        matches!(b, b'{' | b'}' | b'?' | b'#') || b.is_ascii_whitespace() || b.is_ascii_control()
+    }) {
         return Err("must not contain '{', '}', '?', '#', spaces or control characters");
     }
     Ok(())
@@ -187,9 +189,9 @@ fn check_path(path: &str) -> Result<(), &'static str> {
 /// An HTTP token (RFC 9110 §5.6.2), the grammar of header names.
 fn is_token(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -44,7 +44,10 @@ pub enum FileSourceError {
     #[error("config directory {path} is not a directory")]
     NotADirectory { path: PathBuf },
     #[error("cannot watch config directory {path}: {source}")]
-    Watch { path: PathBuf, source: notify::Error },
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
 }
 
 /// Checks that `root` is a readable directory, the one thing the CLI must know up front.
@@ -69,7 +72,10 @@ pub fn check_directory(root: &Path) -> Result<(), FileSourceError> {
 ///
 /// The watch is set up before the first read, so no change between the two is missed. The
 /// thread ends when the receiver of `events` is dropped.
-pub fn spawn(root: PathBuf, events: mpsc::Sender<SourceEvent>) -> Result<thread::JoinHandle<()>, FileSourceError> {
+pub fn spawn(
+    root: PathBuf,
+    events: mpsc::Sender<SourceEvent>,
+) -> Result<thread::JoinHandle<()>, FileSourceError> {
     check_directory(&root)?;
     let (changed, changes) = std_mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -96,7 +102,9 @@ pub fn spawn(root: PathBuf, events: mpsc::Sender<SourceEvent>) -> Result<thread:
             let _watcher = watcher;
             let mut directory = ManifestDirectory::new(root);
             let mut initial = directory.rescan();
-            initial.push(SourceEvent::Synced { source: SOURCE_NAME });
+            initial.push(SourceEvent::Synced {
+                source: SOURCE_NAME,
+            });
             if send_all(&events, initial).is_err() {
                 return;
             }
@@ -151,7 +159,12 @@ impl ManifestDirectory {
         let mut listing_problems = Vec::new();
         let paths = list_manifests(&self.root, &mut listing_problems);
 
-        let gone: Vec<PathBuf> = self.files.keys().filter(|p| !paths.contains(*p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !paths.contains(*p))
+            .cloned()
+            .collect();
         for path in gone {
             let file = self.files.remove(&path).unwrap_or_default();
             for key in file.objects {
@@ -178,12 +191,19 @@ impl ManifestDirectory {
             Ok(text) => text,
             Err(error) => {
                 let file = self.files.entry(path.to_owned()).or_default();
-                file.problems = vec![problem(&display, format!("cannot read: {error}; keeping what it last held"))];
+                file.problems = vec![problem(
+                    &display,
+                    format!("cannot read: {error}; keeping what it last held"),
+                )];
                 return;
             }
         };
         let content_hash = hash(&text);
-        if self.files.get(path).is_some_and(|f| f.content_hash == content_hash) {
+        if self
+            .files
+            .get(path)
+            .is_some_and(|f| f.content_hash == content_hash)
+        {
             return;
         }
         let previous = self.files.remove(path).unwrap_or_default();
@@ -193,7 +213,10 @@ impl ManifestDirectory {
                 self.files.insert(
                     path.to_owned(),
                     LoadedFile {
-                        problems: vec![problem(&display, format!("{reason}; keeping the objects it last held"))],
+                        problems: vec![problem(
+                            &display,
+                            format!("{reason}; keeping the objects it last held"),
+                        )],
                         ..previous
                     },
                 );
@@ -210,9 +233,16 @@ impl ManifestDirectory {
             match document {
                 Ok(object) => {
                     let key = object.key();
-                    if let Some(owner) = self.owners.get(&key).filter(|owner| owner.as_path() != path) {
+                    if let Some(owner) = self
+                        .owners
+                        .get(&key)
+                        .filter(|owner| owner.as_path() != path)
+                    {
                         let owner = self.display(owner);
-                        loaded.problems.push(problem(&origin, format!("{key} is already defined in {owner}; ignored")));
+                        loaded.problems.push(problem(
+                            &origin,
+                            format!("{key} is already defined in {owner}; ignored"),
+                        ));
                         continue;
                     }
                     self.owners.insert(key.clone(), path.to_owned());
@@ -225,8 +255,14 @@ impl ManifestDirectory {
                 Err(DocumentError { key, reason }) => {
                     // A document that no longer converts keeps serving its last good version.
                     let kept = key.filter(|k| previous.objects.contains(k));
-                    let suffix = if kept.is_some() { "; keeping its last good version" } else { "" };
-                    loaded.problems.push(problem(&origin, format!("{reason}{suffix}")));
+                    let suffix = if kept.is_some() {
+                        "; keeping its last good version"
+                    } else {
+                        ""
+                    };
+                    loaded
+                        .problems
+                        .push(problem(&origin, format!("{reason}{suffix}")));
                     loaded.objects.extend(kept);
                 }
             }
@@ -239,7 +275,10 @@ impl ManifestDirectory {
     }
 
     fn display(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 }
 
@@ -264,7 +303,10 @@ fn list_manifests(root: &Path, problems: &mut Vec<SourceProblem>) -> HashSet<Pat
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(error) => {
-                problems.push(problem(&dir.display().to_string(), format!("cannot list: {error}")));
+                problems.push(problem(
+                    &dir.display().to_string(),
+                    format!("cannot list: {error}"),
+                ));
                 continue;
             }
         };
@@ -276,7 +318,10 @@ fn list_manifests(root: &Path, problems: &mut Vec<SourceProblem>) -> HashSet<Pat
             }
             if path.is_dir() {
                 pending.push(path);
-            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
                 found.insert(path);
             }
         }
@@ -293,8 +338,8 @@ struct DocumentError {
 
 /// Splits a file into documents and converts each; `Err` when the file is not YAML at all.
 fn parse_documents(text: &str) -> Result<Vec<(usize, Result<Object, DocumentError>)>, String> {
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(text).map_err(|error| format!("not valid YAML: {}", one_line(&error.to_string())))?;
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+        .map_err(|error| format!("not valid YAML: {}", one_line(&error.to_string())))?;
     Ok(documents
         .into_iter()
         .enumerate()
@@ -305,7 +350,12 @@ fn parse_documents(text: &str) -> Result<Vec<(usize, Result<Object, DocumentErro
 
 /// Converts one document into the typed object its apiVersion and kind name.
 fn to_object(mut document: serde_json::Value) -> Result<Object, DocumentError> {
-    let field = |document: &serde_json::Value, pointer: &str| document.pointer(pointer).and_then(|v| v.as_str()).map(str::to_owned);
+    let field = |document: &serde_json::Value, pointer: &str| {
+        document
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
     let api_version = field(&document, "/apiVersion").unwrap_or_default();
     let kind = field(&document, "/kind").unwrap_or_default();
     let Some(name) = field(&document, "/metadata/name") else {
@@ -326,8 +376,14 @@ fn to_object(mut document: serde_json::Value) -> Result<Object, DocumentError> {
     };
     use crate::store::Kind;
     let (kind_of_key, converted) = match (api_version.as_str(), kind.as_str()) {
-        ("weir.dev/v1alpha1", "Route") => (Kind::Route, convert::<Route>(document).map(|o| Object::Route(Arc::new(o)))),
-        ("v1", "Service") => (Kind::Service, convert::<Service>(document).map(|o| Object::Service(Arc::new(o)))),
+        ("weir.dev/v1alpha1", "Route") => (
+            Kind::Route,
+            convert::<Route>(document).map(|o| Object::Route(Arc::new(o))),
+        ),
+        ("v1", "Service") => (
+            Kind::Service,
+            convert::<Service>(document).map(|o| Object::Service(Arc::new(o))),
+        ),
         ("discovery.k8s.io/v1", "EndpointSlice") => (
             Kind::EndpointSlice,
             convert::<EndpointSlice>(document).map(|o| Object::EndpointSlice(Arc::new(o))),
@@ -352,7 +408,11 @@ fn convert<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, String
     serde_path_to_error::deserialize(document).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        if path == "." { inner.to_string() } else { format!("{path}: {inner}") }
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
     })
 }
 
@@ -398,7 +458,11 @@ mod tests {
     #[test]
     fn reads_every_document_of_every_manifest_with_default_namespace() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("all.yaml"), format!("{SERVICE}---\n{ROUTE}")).unwrap();
+        std::fs::write(
+            dir.path().join("all.yaml"),
+            format!("{SERVICE}---\n{ROUTE}"),
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("nested")).unwrap();
         std::fs::write(dir.path().join("nested/notes.txt"), "not a manifest").unwrap();
         let events = ManifestDirectory::new(dir.path().into()).rescan();
@@ -418,11 +482,18 @@ mod tests {
 
         std::fs::write(&file, "kind: [unclosed").unwrap();
         let events = directory.rescan();
-        assert!(deleted(&events).is_empty(), "nothing is dropped: {events:?}");
+        assert!(
+            deleted(&events).is_empty(),
+            "nothing is dropped: {events:?}"
+        );
         let reported = problems(&events);
         assert_eq!(reported.len(), 1);
         assert_eq!(reported[0].origin, "routes.yaml");
-        assert!(reported[0].reason.starts_with("not valid YAML"), "{}", reported[0].reason);
+        assert!(
+            reported[0].reason.starts_with("not valid YAML"),
+            "{}",
+            reported[0].reason
+        );
     }
 
     #[test]
@@ -433,13 +504,28 @@ mod tests {
         let mut directory = ManifestDirectory::new(dir.path().into());
         directory.rescan();
 
-        std::fs::write(&file, format!("{SERVICE}---\n{}", ROUTE.replace("  - backends:", "  - timeout: [1]\n    backends:"))).unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "{SERVICE}---\n{}",
+                ROUTE.replace("  - backends:", "  - timeout: [1]\n    backends:")
+            ),
+        )
+        .unwrap();
         let events = directory.rescan();
         assert!(deleted(&events).is_empty());
         let reported = problems(&events);
         assert_eq!(reported[0].origin, "routes.yaml, document 2");
-        assert!(reported[0].reason.contains("spec.rules[0].timeout"), "{}", reported[0].reason);
-        assert!(reported[0].reason.ends_with("keeping its last good version"));
+        assert!(
+            reported[0].reason.contains("spec.rules[0].timeout"),
+            "{}",
+            reported[0].reason
+        );
+        assert!(
+            reported[0]
+                .reason
+                .ends_with("keeping its last good version")
+        );
     }
 
     #[test]
@@ -474,7 +560,11 @@ mod tests {
         std::fs::write(dir.path().join("b.yaml"), ROUTE).unwrap();
         let events = directory.rescan();
         assert!(applied(&events).is_empty());
-        assert!(problems(&events)[0].reason.contains("already defined in a.yaml"));
+        assert!(
+            problems(&events)[0]
+                .reason
+                .contains("already defined in a.yaml")
+        );
     }
 
     #[test]
@@ -487,7 +577,11 @@ mod tests {
         .unwrap();
         let reported = problems(&ManifestDirectory::new(dir.path().into()).rescan());
         assert_eq!(reported.len(), 2);
-        assert!(reported[0].reason.contains("unsupported kind \"Deployment\""));
+        assert!(
+            reported[0]
+                .reason
+                .contains("unsupported kind \"Deployment\"")
+        );
         assert!(reported[1].reason.contains("no metadata.name"));
     }
 
@@ -506,14 +600,21 @@ mod tests {
         let _thread = spawn(dir.path().into(), events).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match tokio::time::timeout_at(deadline, received.recv()).await.unwrap().unwrap() {
+            match tokio::time::timeout_at(deadline, received.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
                 SourceEvent::Synced { .. } => break,
                 _ => continue,
             }
         }
         std::fs::write(dir.path().join("new.yaml"), ROUTE).unwrap();
         loop {
-            let event = tokio::time::timeout_at(deadline, received.recv()).await.unwrap().unwrap();
+            let event = tokio::time::timeout_at(deadline, received.recv())
+                .await
+                .unwrap()
+                .unwrap();
             if let SourceEvent::Apply { object, .. } = event {
                 assert_eq!(object.key().kind, Kind::Route);
                 break;

@@ -1,0 +1,141 @@
+//! `weir`: the gateway binary. Wires a configuration source to the reconciler, the reconciler
+//! to the routing table, and the table to the proxy and admin listeners.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::{Parser, ValueEnum};
+use tokio::sync::{mpsc, watch};
+use weir_controlplane::{reconciler, source::files};
+use weir_gateway::{admin, metrics::Metrics, proxy::Proxy, server, table::RoutingTable};
+
+/// Weir, a Kubernetes API gateway. Standalone mode: routes come from manifests in a directory.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Directory of Route, Service and EndpointSlice manifests, reloaded on change.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// Address of the proxy listener.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Address of the admin listener (health, readiness, metrics, /debug/routes).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    // A directory we cannot read is a usage error: one line, exit code 2.
+    if let Err(error) = files::check_directory(&cli.config) {
+        eprintln!("weir: {error}");
+        return ExitCode::from(2);
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("weir: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("weir: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let proxy_listener = server::bind(cli.listen).await?;
+    let admin_listener = server::bind(cli.admin).await?;
+    let metrics = Arc::new(Metrics::default());
+    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty(&metrics)));
+
+    let (events, events_rx) = mpsc::channel(1024);
+    let (snapshots, snapshots_rx) = watch::channel(None);
+    files::spawn(cli.config.clone(), events).context("starting the file source")?;
+    tokio::spawn(reconciler::run(events_rx, 1, snapshots));
+    tokio::spawn(weir_gateway::apply_snapshots(
+        snapshots_rx,
+        table.clone(),
+        metrics.clone(),
+    ));
+
+    tracing::info!(
+        proxy = %proxy_listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        config = %cli.config.display(),
+        "listening"
+    );
+    let admin_state = admin::AdminState {
+        table: table.clone(),
+        metrics,
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
+    let drained = server::serve(
+        proxy_listener,
+        Arc::new(Proxy::new(table)),
+        shutdown_signal(),
+        cli.drain_timeout,
+    )
+    .await;
+    admin_task.abort();
+    if drained {
+        tracing::info!("drained, exiting");
+    } else {
+        tracing::warn!(timeout = ?cli.drain_timeout, "drain deadline passed; dropping the remaining connections");
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT will stop weir");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
