@@ -116,7 +116,11 @@ impl Proxy {
             request.uri().path(),
             request.headers(),
         ) else {
-            tracing::info!(host = ?host, path = request.uri().path(), status = 404, "no route");
+            let host = host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            tracing::info!(host, path = request.uri().path(), status = 404, "no route");
             table
                 .unmatched_metrics
                 .record(StatusCode::NOT_FOUND, started.elapsed());

@@ -339,7 +339,7 @@ struct DocumentError {
 /// Splits a file into documents and converts each; `Err` when the file is not YAML at all.
 fn parse_documents(text: &str) -> Result<Vec<(usize, Result<Object, DocumentError>)>, String> {
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
-        .map_err(|error| format!("not valid YAML: {}", one_line(&error.to_string())))?;
+        .map_err(|error| format!("not valid YAML: {}", first_line(&error.to_string())))?;
     Ok(documents
         .into_iter()
         .enumerate()
@@ -416,8 +416,11 @@ fn convert<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, String
     })
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The parser's first line says what and where (`line 1 column 7: unclosed bracket`); the
+/// rest is a source snippet that does not survive a one-line log.
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line)
 }
 
 #[cfg(test)]
