@@ -5,6 +5,7 @@
 //! [`store`] and publishes snapshots. This crate knows Kubernetes objects, never HTTP.
 
 pub mod fixtures;
+pub mod informer;
 pub mod reconciler;
 pub mod snapshot;
 pub mod source;

@@ -1,0 +1,292 @@
+//! A shared informer: one watch, one cache, any number of subscribers.
+//!
+//! The kube-rs watcher lists, then watches, and relists after a 410 Gone or a broken watch.
+//! This informer turns that stream into client-go's events: an object seen for the first time
+//! is `Added`, a new version `Updated { old, new }`, a watch delete `Deleted`. On every relist
+//! the fresh list is compared with the cache: objects missing from it were deleted while the
+//! watch was down, and are delivered as `Deleted { final_state_unknown: true }` — the
+//! tombstones client-go calls `DeletedFinalStateUnknown` — so nothing they referenced lingers.
+//!
+//! Invariant: cache updates and event dispatch happen under one lock, and a new subscriber is
+//! replayed the cache under that same lock, so every subscriber sees each change exactly once
+//! and in order, whenever it subscribed.
+
+use std::{
+    fmt::Debug,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::cache::{Cache, object_key};
+
+/// What subscribers of an informer receive.
+#[derive(Debug)]
+pub enum InformerEvent<K> {
+    Added(Arc<K>),
+    /// A new version; also sent with `old == new` on each resync.
+    Updated {
+        old: Arc<K>,
+        new: Arc<K>,
+    },
+    /// Gone. `final_state_unknown` when the delete happened while the watch was down (found
+    /// on relist) or the informer stopped: `object` is then the last version seen.
+    Deleted {
+        object: Arc<K>,
+        final_state_unknown: bool,
+    },
+    /// The first complete list has been delivered.
+    Synced,
+}
+
+impl<K> Clone for InformerEvent<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Added(o) => Self::Added(o.clone()),
+            Self::Updated { old, new } => Self::Updated {
+                old: old.clone(),
+                new: new.clone(),
+            },
+            Self::Deleted {
+                object,
+                final_state_unknown,
+            } => Self::Deleted {
+                object: object.clone(),
+                final_state_unknown: *final_state_unknown,
+            },
+            Self::Synced => Self::Synced,
+        }
+    }
+}
+
+/// One watch of one resource, its cache, and its subscribers.
+pub struct Informer<K> {
+    /// What it watches, for logs: `services`, `routes.weir.dev in default`.
+    name: String,
+    cache: Cache<K>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<InformerEvent<K>>>>,
+    synced: watch::Sender<bool>,
+    stop: CancellationToken,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Starts watching through `api`; resyncs every `resync` if given.
+    pub fn start(
+        name: String,
+        api: Api<K>,
+        config: watcher::Config,
+        resync: Option<Duration>,
+    ) -> Arc<Self> {
+        let informer = Arc::new(Self {
+            name,
+            cache: Cache::default(),
+            subscribers: Mutex::new(Vec::new()),
+            synced: watch::Sender::new(false),
+            stop: CancellationToken::new(),
+        });
+        let span = tracing::info_span!("informer", resource = %informer.name);
+        let running = informer.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            running.run(api, config, resync),
+            span,
+        ));
+        informer
+    }
+
+    /// The informer's cache: get, list, indexes.
+    pub fn cache(&self) -> &Cache<K> {
+        &self.cache
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the first complete list is in the cache.
+    pub fn has_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Waits until the first complete list is in the cache.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.subscribe();
+        let _ = synced.wait_for(|s| *s).await;
+    }
+
+    /// A stream of this informer's events, starting with an `Added` for every cached object
+    /// (and `Synced`, if it has).
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<InformerEvent<K>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let mut subscribers = self.lock_subscribers();
+        for object in self.cache.list() {
+            let _ = sender.send(InformerEvent::Added(object));
+        }
+        if self.has_synced() {
+            let _ = sender.send(InformerEvent::Synced);
+        }
+        subscribers.push(sender);
+        receiver
+    }
+
+    /// Stops the watch. Every cached object is delivered as deleted (its type is gone, or the
+    /// consumer no longer wants it) and the cache is emptied.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    async fn run(self: Arc<Self>, api: Api<K>, config: watcher::Config, resync: Option<Duration>) {
+        let stream = watcher(api, config)
+            .default_backoff()
+            // managedFields are often half an object's size and Weir never reads them.
+            .modify(|object: &mut K| object.managed_fields_mut().clear());
+        let mut stream = std::pin::pin!(stream);
+        let mut resync_timer = resync
+            .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
+        let mut relisted: Option<Vec<Arc<K>>> = None;
+        loop {
+            let resync_tick = async {
+                match &mut resync_timer {
+                    Some(timer) => timer.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                _ = resync_tick => self.resync(),
+                event = stream.next() => match event {
+                    None => break,
+                    Some(Err(error)) => tracing::warn!(%error, "watch failed; retrying with backoff"),
+                    Some(Ok(watcher::Event::Init)) => relisted = Some(Vec::new()),
+                    Some(Ok(watcher::Event::InitApply(object))) => relisted.get_or_insert_default().push(Arc::new(object)),
+                    Some(Ok(watcher::Event::InitDone)) => self.replace(relisted.take().unwrap_or_default()),
+                    Some(Ok(watcher::Event::Apply(object))) => self.apply(Arc::new(object)),
+                    Some(Ok(watcher::Event::Delete(object))) => self.delete(&object),
+                }
+            }
+        }
+        let mut subscribers = self.lock_subscribers();
+        for object in self.cache.replace(Vec::new()) {
+            dispatch(
+                &mut subscribers,
+                InformerEvent::Deleted {
+                    object,
+                    final_state_unknown: true,
+                },
+            );
+        }
+        self.synced.send_replace(false);
+        tracing::info!("informer stopped");
+    }
+
+    fn apply(&self, object: Arc<K>) {
+        let mut subscribers = self.lock_subscribers();
+        let event = match self.cache.insert(object.clone()) {
+            None => InformerEvent::Added(object),
+            Some(old) if old.resource_version() == object.resource_version() => return,
+            Some(old) => InformerEvent::Updated { old, new: object },
+        };
+        dispatch(&mut subscribers, event);
+    }
+
+    fn delete(&self, object: &K) {
+        let mut subscribers = self.lock_subscribers();
+        if let Some(last) = self.cache.remove(&object_key(object)) {
+            dispatch(
+                &mut subscribers,
+                InformerEvent::Deleted {
+                    object: last,
+                    final_state_unknown: false,
+                },
+            );
+        }
+    }
+
+    /// A complete list: diff it against the cache, then replace the cache with it.
+    fn replace(&self, listed: Vec<Arc<K>>) {
+        let mut subscribers = self.lock_subscribers();
+        let mut events = Vec::with_capacity(listed.len());
+        for object in &listed {
+            match self.cache.get(&object_key(&**object)) {
+                None => events.push(InformerEvent::Added(object.clone())),
+                Some(old) if old.resource_version() != object.resource_version() => {
+                    events.push(InformerEvent::Updated {
+                        old,
+                        new: object.clone(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        let missed_deletes = self.cache.replace(listed);
+        if !missed_deletes.is_empty() {
+            tracing::info!(
+                count = missed_deletes.len(),
+                "relist found objects deleted while the watch was down"
+            );
+        }
+        events.extend(
+            missed_deletes
+                .into_iter()
+                .map(|object| InformerEvent::Deleted {
+                    object,
+                    final_state_unknown: true,
+                }),
+        );
+        for event in events {
+            dispatch(&mut subscribers, event);
+        }
+        if !self.has_synced() {
+            self.synced.send_replace(true);
+            dispatch(&mut subscribers, InformerEvent::Synced);
+            tracing::info!(objects = self.cache.len(), "informer synced");
+        }
+    }
+
+    fn resync(&self) {
+        let mut subscribers = self.lock_subscribers();
+        for object in self.cache.list() {
+            dispatch(
+                &mut subscribers,
+                InformerEvent::Updated {
+                    old: object.clone(),
+                    new: object,
+                },
+            );
+        }
+    }
+
+    fn lock_subscribers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<InformerEvent<K>>>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<K> Drop for Informer<K> {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Sends to every subscriber, forgetting those that went away.
+fn dispatch<K>(
+    subscribers: &mut Vec<mpsc::UnboundedSender<InformerEvent<K>>>,
+    event: InformerEvent<K>,
+) {
+    subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
+}
