@@ -9,6 +9,7 @@ pub mod informer;
 pub mod reconciler;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod store;
 
 pub use reconciler::Reconciler;

@@ -113,6 +113,7 @@ impl Reconciler {
             reports.push(RouteReport {
                 id: id.clone(),
                 origin: origin.as_deref().map(str::to_owned),
+                generation: route.metadata.generation,
                 accepted: accepted_reason == "Accepted",
                 accepted_reason,
                 resolved_refs: resolved_refs_reason == "ResolvedRefs",

@@ -103,6 +103,8 @@ pub struct RouteReport {
     pub id: NamespacedName,
     /// Where the Route came from (file and document), when the source knows.
     pub origin: Option<String>,
+    /// `metadata.generation` of the version this report is about.
+    pub generation: Option<i64>,
     /// Whether the Route's current spec is valid and serving.
     pub accepted: bool,
     /// `Accepted`, `Invalid` or `InvalidRegex`.

@@ -7,16 +7,33 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use clap::{Parser, ValueEnum};
 use tokio::sync::{mpsc, watch};
-use weir_controlplane::{reconciler, source::files};
+use weir_controlplane::{
+    informer::InformerFactory,
+    reconciler,
+    source::{files, kubernetes},
+    status,
+};
 use weir_gateway::{admin, metrics::Metrics, proxy::Proxy, server, table::RoutingTable};
 
-/// Weir, a Kubernetes API gateway. Standalone mode: routes come from manifests in a directory.
+/// Weir, a Kubernetes API gateway.
+///
+/// With --config, standalone: routes come from manifests in a directory. Otherwise from a
+/// cluster: --kubeconfig, else $KUBECONFIG or the in-cluster service account.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Directory of Route, Service and EndpointSlice manifests, reloaded on change.
-    #[arg(long, value_name = "DIR")]
-    config: PathBuf,
+    /// Standalone mode: a directory of Route, Service and EndpointSlice manifests, reloaded on change.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "namespace", "selector"])]
+    config: Option<PathBuf>,
+    /// Cluster mode: the kubeconfig to use (default: $KUBECONFIG, then in-cluster).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Cluster mode: watch only this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Cluster mode: serve only Routes with these labels (e.g. `gateway=public`).
+    #[arg(long)]
+    selector: Option<String>,
     /// Address of the proxy listener.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -44,7 +61,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     // A directory we cannot read is a usage error: one line, exit code 2.
-    if let Err(error) = files::check_directory(&cli.config) {
+    if let Some(config) = &cli.config
+        && let Err(error) = files::check_directory(config)
+    {
         eprintln!("weir: {error}");
         return ExitCode::from(2);
     }
@@ -61,6 +80,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<kubernetes::KubernetesSourceError>() => {
+            eprintln!("weir: {error:#}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("weir: {error:#}");
             ExitCode::FAILURE
@@ -76,7 +99,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let (events, events_rx) = mpsc::channel(1024);
     let (snapshots, snapshots_rx) = watch::channel(None);
-    files::spawn(cli.config.clone(), events).context("starting the file source")?;
+    let source = match &cli.config {
+        Some(config) => {
+            files::spawn(config.clone(), events).context("starting the file source")?;
+            format!("directory {}", config.display())
+        }
+        None => {
+            let client = kubernetes::connect(cli.kubeconfig.as_deref()).await?;
+            let factory = Arc::new(InformerFactory::new(client.clone()));
+            let scope = kubernetes::KubernetesScope {
+                namespace: cli.namespace.clone(),
+                route_selector: cli.selector.clone(),
+            };
+            tokio::spawn(kubernetes::run(factory, scope, events));
+            tokio::spawn(status::run(client, snapshots_rx.clone()));
+            "kubernetes".to_owned()
+        }
+    };
     tokio::spawn(reconciler::run(events_rx, 1, snapshots));
     tokio::spawn(weir_gateway::apply_snapshots(
         snapshots_rx,
@@ -87,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(
         proxy = %proxy_listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
-        config = %cli.config.display(),
+        source,
         "listening"
     );
     let admin_state = admin::AdminState {

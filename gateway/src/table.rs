@@ -188,6 +188,15 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// Path kind, path length (longer first), no method, header count (more first), declaration order.
+type Precedence = (
+    u8,
+    std::cmp::Reverse<usize>,
+    bool,
+    std::cmp::Reverse<usize>,
+    (usize, usize, usize),
+);
+
 /// A candidate with everything its precedence depends on.
 #[derive(Clone)]
 struct RankedMatch {
@@ -200,15 +209,7 @@ struct RankedMatch {
 impl RankedMatch {
     /// Sort key, smallest first: Exact before Prefix before regex, longer prefixes first,
     /// then method matches, then more header matches, then declaration order.
-    fn precedence(
-        &self,
-    ) -> (
-        u8,
-        std::cmp::Reverse<usize>,
-        bool,
-        std::cmp::Reverse<usize>,
-        (usize, usize, usize),
-    ) {
+    fn precedence(&self) -> Precedence {
         let (kind, length) = match &self.path {
             PathRule::Exact(p) => (0, p.len()),
             PathRule::Prefix(p) => (1, p.len()),

@@ -48,8 +48,12 @@ impl WatchScope {
 
     fn watcher_config(&self) -> watcher::Config {
         let mut config = watcher::Config::default();
-        config.label_selector = self.label_selector.clone();
-        config.field_selector = self.field_selector.clone();
+        if let Some(labels) = &self.label_selector {
+            config = config.labels(labels);
+        }
+        if let Some(fields) = &self.field_selector {
+            config = config.fields(fields);
+        }
         config
     }
 }

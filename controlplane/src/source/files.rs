@@ -336,8 +336,11 @@ struct DocumentError {
     reason: String,
 }
 
+/// A document's index in its file, and what it converted to.
+type ParsedDocument = (usize, Result<Object, DocumentError>);
+
 /// Splits a file into documents and converts each; `Err` when the file is not YAML at all.
-fn parse_documents(text: &str) -> Result<Vec<(usize, Result<Object, DocumentError>)>, String> {
+fn parse_documents(text: &str) -> Result<Vec<ParsedDocument>, String> {
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
         .map_err(|error| format!("not valid YAML: {}", first_line(&error.to_string())))?;
     Ok(documents
