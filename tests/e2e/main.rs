@@ -1,0 +1,11 @@
+//! End-to-end tests of the `weir` binary: a real gateway, real backends, real sockets.
+//!
+//! Every test builds its own world (config directory, echo backends, gateway) on free ports,
+//! so they run concurrently. Each module specifies one area of behaviour.
+
+mod failures;
+mod lifecycle;
+mod quickstart;
+mod reload;
+mod routing;
+mod weights;

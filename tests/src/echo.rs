@@ -1,0 +1,50 @@
+//! Echo backends: `weir-echo` processes, each on a free loopback port, killed on drop.
+
+use std::{
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::{
+    binaries,
+    process::{Process, watch_lines},
+};
+
+/// How long a backend may take to start listening.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running `weir-echo`, answering with its `name` as `instance`.
+pub struct Echo {
+    address: SocketAddr,
+    _process: Process,
+}
+
+impl Echo {
+    /// Starts `weir-echo --name <name>` on a free port and waits until it listens.
+    pub async fn start(name: &str) -> Self {
+        let mut process = Process::spawn(
+            Command::new(binaries::echo())
+                .args(["--listen", "127.0.0.1:0", "--threads", "1", "--name", name])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped()),
+        );
+        let listening = watch_lines(process.take_stdout(), |line| {
+            line.strip_prefix("listening on ")?
+                .parse::<SocketAddr>()
+                .ok()
+        });
+        let address = tokio::time::timeout(STARTUP_DEADLINE, listening)
+            .await
+            .unwrap_or_else(|_| panic!("echo {name} not listening within {STARTUP_DEADLINE:?}"))
+            .unwrap_or_else(|_| panic!("echo {name} exited before listening"));
+        Self {
+            address,
+            _process: process,
+        }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}

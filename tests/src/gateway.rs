@@ -1,0 +1,123 @@
+//! The gateway under test: a `weir` process reading one [`ConfigDir`], killed on drop.
+//!
+//! It runs with `--log-format json` on port 0 for both listeners; the harness learns the
+//! addresses from the `listening` log line and forwards every log line to the test's stderr,
+//! so a failing test shows what the gateway said.
+
+use std::{
+    net::SocketAddr,
+    process::{Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use http::{Method, StatusCode};
+
+use crate::{
+    ConfigDir, HttpClient, Reply, binaries, eventually_within,
+    process::{Process, watch_lines},
+};
+
+/// How long the gateway may take to listen and then to become ready.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running `weir`.
+pub struct Weir {
+    process: Process,
+    proxy: HttpClient,
+    admin: HttpClient,
+}
+
+impl Weir {
+    /// Starts `weir --config <config>` and waits until `/readyz` answers 200, that is until
+    /// the routing table built from the directory as it is now is live.
+    pub async fn start(config: &ConfigDir) -> Self {
+        let mut process = Process::spawn(
+            Command::new(binaries::weir())
+                .arg("--config")
+                .arg(config.path())
+                .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+                .args(["--log-format", "json"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let listening = watch_lines(process.take_stderr(), |line| {
+            eprintln!("[weir] {line}");
+            listening_addresses(line)
+        });
+        let (proxy, admin) = match tokio::time::timeout(STARTUP_DEADLINE, listening).await {
+            Ok(Ok(addresses)) => addresses,
+            Ok(Err(_)) => panic!(
+                "weir exited before listening: {:?}",
+                process.exit_status(Duration::from_secs(1)).await
+            ),
+            Err(_) => panic!("weir logged no `listening` line within {STARTUP_DEADLINE:?}"),
+        };
+        let weir = Self {
+            process,
+            proxy: HttpClient::new(proxy),
+            admin: HttpClient::new(admin),
+        };
+        eventually_within(STARTUP_DEADLINE, "weir is ready", async || {
+            let reply = weir.admin.request(Method::GET, "admin", "/readyz");
+            match reply.try_send().await?.status {
+                StatusCode::OK => Ok(()),
+                status => Err(format!("/readyz {status}")),
+            }
+        })
+        .await;
+        weir
+    }
+
+    /// A client for the proxy listener.
+    pub fn proxy(&self) -> &HttpClient {
+        &self.proxy
+    }
+
+    /// A client for the admin listener.
+    pub fn admin(&self) -> &HttpClient {
+        &self.admin
+    }
+
+    /// `GET path` with `Host: host` through the proxy.
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        self.proxy.get(host, path).await
+    }
+
+    /// `/debug/routes`: the live snapshot, its Route reports and the sources' problems.
+    pub async fn debug_routes(&self) -> serde_json::Value {
+        let reply = self.admin.get("admin", "/debug/routes").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "/debug/routes: {}",
+            reply.body
+        );
+        serde_json::from_str(&reply.body)
+            .unwrap_or_else(|error| panic!("/debug/routes is not JSON ({error}): {}", reply.body))
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        self.process.terminate();
+    }
+
+    /// How the process exited; panics if it is still running after `within`.
+    pub async fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        self.process
+            .exit_status(within)
+            .await
+            .unwrap_or_else(|| panic!("weir still running {within:?} later"))
+    }
+}
+
+/// The proxy and admin addresses of the `listening` log line, if `line` is it.
+fn listening_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let log: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = log.get("fields")?;
+    if fields.get("message")? != "listening" {
+        return None;
+    }
+    let address = |field: &str| fields.get(field)?.as_str()?.parse().ok();
+    Some((address("proxy")?, address("admin")?))
+}

@@ -1,0 +1,197 @@
+//! Builders for the manifests a test writes: Services, EndpointSlices and Routes.
+//!
+//! Each builder makes the smallest object that says what the test needs, as a JSON value in
+//! exactly the shape a user would write in YAML; [`to_yaml`] renders them. Every Service has
+//! one port, `http` on [`SERVICE_PORT`], and every Route backend refers to it.
+//!
+//! ```
+//! use weir_e2e::manifests::route;
+//! let canary: serde_json::Value = route("canary")
+//!     .host("echo.local")
+//!     .prefix("/api")
+//!     .header("x-canary", "1")
+//!     .backend("echo-canary")
+//!     .into();
+//! assert_eq!(canary["spec"]["rules"][0]["matches"][0]["headers"][0]["value"], "1");
+//! ```
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+
+/// The port every Service exposes, named `http`.
+pub const SERVICE_PORT: u16 = 8080;
+
+/// A Service `name` with the port `http` on [`SERVICE_PORT`].
+pub fn service(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"ports": [{"name": "http", "port": SERVICE_PORT}]},
+    })
+}
+
+/// An EndpointSlice of `service` with ready endpoints at `addresses`, which share one port.
+pub fn endpoint_slice(name: &str, service: &str, addresses: &[SocketAddr]) -> Value {
+    slice(name, service, addresses, true)
+}
+
+/// An EndpointSlice of `service` whose endpoints at `addresses` are all not ready.
+pub fn endpoint_slice_not_ready(name: &str, service: &str, addresses: &[SocketAddr]) -> Value {
+    slice(name, service, addresses, false)
+}
+
+/// A Service and one EndpointSlice per address (`<name>-0`, `<name>-1`, …), all ready.
+pub fn service_with_endpoints(name: &str, addresses: &[SocketAddr]) -> Vec<Value> {
+    let slices = addresses
+        .iter()
+        .enumerate()
+        .map(|(index, address)| endpoint_slice(&format!("{name}-{index}"), name, &[*address]));
+    std::iter::once(service(name)).chain(slices).collect()
+}
+
+fn slice(name: &str, service: &str, addresses: &[SocketAddr], ready: bool) -> Value {
+    let port = addresses.first().map(SocketAddr::port);
+    assert!(
+        addresses.iter().all(|address| Some(address.port()) == port),
+        "an EndpointSlice has one port for all its endpoints: {addresses:?}"
+    );
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|address| json!({"addresses": [address.ip().to_string()], "conditions": {"ready": ready}}))
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": port.unwrap_or(SERVICE_PORT)}],
+    })
+}
+
+/// A Route `name` with one rule, shaped by the [`Route`] methods.
+pub fn route(name: &str) -> Route {
+    Route {
+        name: name.to_owned(),
+        hosts: Vec::new(),
+        rules: vec![empty_rule()],
+    }
+}
+
+/// A Route being built. Match, backend and timeout methods shape its last rule; [`Route::rule`]
+/// starts another. A rule given no backend has `backends: []`, which Weir rejects.
+#[derive(Clone, Debug)]
+pub struct Route {
+    name: String,
+    hosts: Vec<String>,
+    rules: Vec<Value>,
+}
+
+impl Route {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn host(mut self, host: &str) -> Self {
+        self.hosts.push(host.to_owned());
+        self
+    }
+
+    /// Starts a new rule; the methods that follow shape it.
+    pub fn rule(mut self) -> Self {
+        self.rules.push(empty_rule());
+        self
+    }
+
+    pub fn prefix(self, path: &str) -> Self {
+        self.path("PathPrefix", path)
+    }
+
+    pub fn exact(self, path: &str) -> Self {
+        self.path("Exact", path)
+    }
+
+    pub fn regex(self, pattern: &str) -> Self {
+        self.path("RegularExpression", pattern)
+    }
+
+    pub fn method(mut self, method: &str) -> Self {
+        self.first_match()["method"] = method.into();
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        let headers = &mut self.first_match()["headers"];
+        if headers.is_null() {
+            *headers = json!([]);
+        }
+        headers
+            .as_array_mut()
+            .expect("headers is a list")
+            .push(json!({"name": name, "value": value}));
+        self
+    }
+
+    /// Sends the rule's requests to `service` (weight 1).
+    pub fn backend(self, service: &str) -> Self {
+        self.weighted_backend(service, 1)
+    }
+
+    pub fn weighted_backend(mut self, service: &str, weight: u32) -> Self {
+        self.last_rule()["backends"]
+            .as_array_mut()
+            .expect("backends is a list")
+            .push(json!({"service": {"name": service, "port": SERVICE_PORT}, "weight": weight}));
+        self
+    }
+
+    /// How long the rule waits for the upstream's response headers, e.g. `200ms`.
+    pub fn timeout(mut self, timeout: &str) -> Self {
+        self.last_rule()["timeout"] = timeout.into();
+        self
+    }
+
+    fn path(mut self, kind: &str, value: &str) -> Self {
+        self.first_match()["path"] = json!({"type": kind, "value": value});
+        self
+    }
+
+    fn last_rule(&mut self) -> &mut Value {
+        self.rules.last_mut().expect("a route has a rule")
+    }
+
+    /// The last rule's match, made on first use; one is all these tests need.
+    fn first_match(&mut self) -> &mut Value {
+        let matches = &mut self.last_rule()["matches"];
+        if matches.is_null() {
+            *matches = json!([{}]);
+        }
+        &mut matches[0]
+    }
+}
+
+fn empty_rule() -> Value {
+    json!({"backends": []})
+}
+
+impl From<Route> for Value {
+    fn from(route: Route) -> Value {
+        let mut spec = json!({"rules": route.rules});
+        if !route.hosts.is_empty() {
+            spec["hosts"] = route.hosts.into();
+        }
+        json!({
+            "apiVersion": "weir.dev/v1alpha1",
+            "kind": "Route",
+            "metadata": {"name": route.name},
+            "spec": spec,
+        })
+    }
+}
+
+/// Renders objects as the documents of one YAML file.
+pub fn to_yaml(objects: &[Value]) -> String {
+    serde_saphyr::to_string_multiple(objects).expect("JSON values render as YAML")
+}
