@@ -1,4 +1,5 @@
-//! Echo backends: `weir-echo` processes, each on a free loopback port, killed on drop.
+//! Echo backends: `weir-echo` processes, each on a free port (loopback, or the test host's
+//! address for cluster tests), killed on drop.
 
 use std::{
     net::SocketAddr,
@@ -9,6 +10,7 @@ use std::{
 use crate::{
     binaries,
     process::{Process, watch_lines},
+    test_host::test_host,
 };
 
 /// How long a backend may take to start listening.
@@ -23,9 +25,30 @@ pub struct Echo {
 impl Echo {
     /// Starts `weir-echo --name <name>` on a free port and waits until it listens.
     pub async fn start(name: &str) -> Self {
+        Self::start_with(
+            Command::new(binaries::echo()).args(["--listen", "127.0.0.1:0"]),
+            name,
+        )
+        .await
+    }
+
+    /// Starts it on the [`test_host`], for EndpointSlices in a real cluster, which may not
+    /// name loopback addresses.
+    pub async fn start_on_test_host(name: &str) -> Self {
+        let host = test_host();
+        let listen = format!("{}:0", host.address);
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &host.namespace])
+            .arg(binaries::echo())
+            .args(["--listen", &listen]);
+        Self::start_with(&mut command, name).await
+    }
+
+    async fn start_with(command: &mut Command, name: &str) -> Self {
         let mut process = Process::spawn(
-            Command::new(binaries::echo())
-                .args(["--listen", "127.0.0.1:0", "--threads", "1", "--name", name])
+            command
+                .args(["--threads", "1", "--name", name])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped()),
         );

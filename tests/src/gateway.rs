@@ -1,4 +1,5 @@
-//! The gateway under test: a `weir` process reading one [`ConfigDir`], killed on drop.
+//! The gateway under test: a `weir` process reading one [`ConfigDir`] (or a cluster), killed
+//! on drop.
 //!
 //! It runs with `--log-format json` on port 0 for both listeners; the harness learns the
 //! addresses from the `listening` log line and forwards every log line to the test's stderr,
@@ -6,7 +7,9 @@
 
 use std::{
     net::SocketAddr,
+    path::Path,
     process::{Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -25,24 +28,56 @@ pub struct Weir {
     process: Process,
     proxy: HttpClient,
     admin: HttpClient,
+    /// Every line it logged so far.
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Weir {
     /// Starts `weir --config <config>` and waits until `/readyz` answers 200, that is until
     /// the routing table built from the directory as it is now is live.
     pub async fn start(config: &ConfigDir) -> Self {
-        let mut process = Process::spawn(
+        Self::start_with(
             Command::new(binaries::weir())
                 .arg("--config")
-                .arg(config.path())
+                .arg(config.path()),
+        )
+        .await
+    }
+
+    /// Starts `weir --kubeconfig <kubeconfig> --namespace <namespace>` and waits until it is
+    /// ready, that is until its informers have synced and the first table is live.
+    pub async fn start_in_cluster(kubeconfig: &Path, namespace: &str) -> Self {
+        Self::start_with(
+            Command::new(binaries::weir())
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(["--namespace", namespace]),
+        )
+        .await
+    }
+
+    /// How many of the lines logged so far contain `text`.
+    pub fn log_lines_containing(&self, text: &str) -> usize {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.iter().filter(|line| line.contains(text)).count()
+    }
+
+    async fn start_with(command: &mut Command) -> Self {
+        let mut process = Process::spawn(
+            command
                 .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
                 .args(["--log-format", "json"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),
         );
-        let listening = watch_lines(process.take_stderr(), |line| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = logs.clone();
+        let listening = watch_lines(process.take_stderr(), move |line| {
             eprintln!("[weir] {line}");
+            kept.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.to_owned());
             listening_addresses(line)
         });
         let (proxy, admin) = match tokio::time::timeout(STARTUP_DEADLINE, listening).await {
@@ -57,6 +92,7 @@ impl Weir {
             process,
             proxy: HttpClient::new(proxy),
             admin: HttpClient::new(admin),
+            logs,
         };
         eventually_within(STARTUP_DEADLINE, "weir is ready", async || {
             let reply = weir.admin.request(Method::GET, "admin", "/readyz");

@@ -12,12 +12,14 @@
 
 pub mod binaries;
 mod client;
+pub mod cluster;
 mod config_dir;
 mod echo;
 mod gateway;
 pub mod held;
 pub mod manifests;
 mod process;
+pub mod test_host;
 mod world;
 
 use std::time::Duration;
