@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// How long the gateway may take to listen and then to become ready.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running `weir`.
 pub struct Weir {
@@ -54,6 +54,21 @@ impl Weir {
                 .args(["--namespace", namespace]),
         )
         .await
+    }
+
+    /// Resident memory now and at its peak, in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
+            .expect("weir's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// How many of the lines logged so far contain `text`.

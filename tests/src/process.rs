@@ -21,6 +21,10 @@ impl Process {
         Self { child }
     }
 
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The child's piped stdout, which can be taken once.
     pub(crate) fn take_stdout(&mut self) -> impl Read + Send + 'static {
         self.child.stdout.take().expect("stdout is piped")

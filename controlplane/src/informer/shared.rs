@@ -104,6 +104,17 @@ where
         informer
     }
 
+    /// An informer with no watch yet: what `start` runs, and what unit tests drive by hand.
+    fn idle(name: String) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            cache: Cache::default(),
+            subscribers: Mutex::new(Vec::new()),
+            synced: watch::Sender::new(false),
+            stop: CancellationToken::new(),
+        })
+    }
+
     /// The informer's cache: get, list, indexes.
     pub fn cache(&self) -> &Cache<K> {
         &self.cache
@@ -289,4 +300,128 @@ fn dispatch<K>(
     event: InformerEvent<K>,
 ) {
     subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn config_map(name: &str, resource_version: &str) -> Arc<ConfigMap> {
+        let mut object = ConfigMap::default();
+        object.metadata.namespace = Some("default".into());
+        object.metadata.name = Some(name.into());
+        object.metadata.resource_version = Some(resource_version.into());
+        Arc::new(object)
+    }
+
+    fn drain(events: &mut mpsc::UnboundedReceiver<InformerEvent<ConfigMap>>) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            seen.push(match event {
+                InformerEvent::Added(o) => {
+                    format!("added {}@{}", o.name_any(), o.resource_version().unwrap())
+                }
+                InformerEvent::Updated { old, new } => format!(
+                    "updated {} {}->{}",
+                    new.name_any(),
+                    old.resource_version().unwrap(),
+                    new.resource_version().unwrap()
+                ),
+                InformerEvent::Deleted {
+                    object,
+                    final_state_unknown,
+                } => {
+                    format!(
+                        "deleted {}{}",
+                        object.name_any(),
+                        if final_state_unknown {
+                            " (tombstone)"
+                        } else {
+                            ""
+                        }
+                    )
+                }
+                InformerEvent::Synced => "synced".into(),
+            });
+        }
+        seen
+    }
+
+    #[test]
+    fn first_list_adds_everything_then_reports_synced() {
+        let informer = Informer::<ConfigMap>::idle("configmaps".into());
+        let mut events = informer.subscribe();
+        assert!(!informer.has_synced());
+        informer.replace(vec![config_map("a", "1"), config_map("b", "1")]);
+        let mut seen = drain(&mut events);
+        seen[..2].sort();
+        assert_eq!(seen, ["added a@1", "added b@1", "synced"]);
+        assert!(informer.has_synced());
+    }
+
+    #[test]
+    fn relist_turns_missing_objects_into_tombstones_and_changed_ones_into_updates() {
+        let informer = Informer::<ConfigMap>::idle("configmaps".into());
+        informer.replace(vec![
+            config_map("kept", "1"),
+            config_map("changed", "1"),
+            config_map("gone", "1"),
+        ]);
+        let mut events = informer.subscribe();
+        drain(&mut events);
+
+        informer.replace(vec![
+            config_map("kept", "1"),
+            config_map("changed", "2"),
+            config_map("new", "3"),
+        ]);
+        let mut seen = drain(&mut events);
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "added new@3",
+                "deleted gone (tombstone)",
+                "updated changed 1->2"
+            ]
+        );
+        assert!(informer.cache().get("default/gone").is_none());
+    }
+
+    #[test]
+    fn watch_events_update_the_cache_and_skip_unchanged_versions() {
+        let informer = Informer::<ConfigMap>::idle("configmaps".into());
+        informer.replace(Vec::new());
+        let mut events = informer.subscribe();
+        drain(&mut events);
+        informer.apply(config_map("a", "1"));
+        informer.apply(config_map("a", "1"));
+        informer.apply(config_map("a", "2"));
+        informer.delete(&config_map("a", "2"));
+        informer.delete(&config_map("never-seen", "1"));
+        assert_eq!(
+            drain(&mut events),
+            ["added a@1", "updated a 1->2", "deleted a"]
+        );
+    }
+
+    #[test]
+    fn a_late_subscriber_is_replayed_the_cache_then_follows_changes() {
+        let informer = Informer::<ConfigMap>::idle("configmaps".into());
+        informer.replace(vec![config_map("a", "1")]);
+        let mut late = informer.subscribe();
+        informer.apply(config_map("b", "1"));
+        assert_eq!(drain(&mut late), ["added a@1", "synced", "added b@1"]);
+    }
+
+    #[test]
+    fn resync_replays_every_object_as_an_update_to_itself() {
+        let informer = Informer::<ConfigMap>::idle("configmaps".into());
+        informer.replace(vec![config_map("a", "7")]);
+        let mut events = informer.subscribe();
+        drain(&mut events);
+        informer.resync();
+        assert_eq!(drain(&mut events), ["updated a 7->7"]);
+    }
 }
