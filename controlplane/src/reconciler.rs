@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// How long the event stream must be quiet before a snapshot is built.
-const QUIET_PERIOD: Duration = Duration::from_millis(5);
+const QUIET_PERIOD: Duration = Duration::from_millis(2);
 /// The longest a change waits for the stream to go quiet.
 const MAX_DELAY: Duration = Duration::from_millis(50);
 /// Compiled regexes larger than this are refused rather than slowing every request.

@@ -46,9 +46,17 @@ struct StatusState {
     written: HashMap<NamespacedName, Written>,
 }
 
+/// The queue status writes go through; its metrics are `workqueue_route_status_*`.
+pub fn queue() -> Arc<WorkQueue<NamespacedName>> {
+    WorkQueue::new("route_status", QueueConfig::default())
+}
+
 /// Writes Route statuses for every snapshot until `snapshots` closes.
-pub async fn run(client: Client, mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>) {
-    let queue = WorkQueue::new("route_status", QueueConfig::default());
+pub async fn run(
+    client: Client,
+    mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    queue: Arc<WorkQueue<NamespacedName>>,
+) {
     let state = Arc::new(Mutex::new(StatusState::default()));
     let worker_state = state.clone();
     let workers = tokio::spawn(

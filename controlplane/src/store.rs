@@ -124,31 +124,39 @@ pub struct Store {
 }
 
 impl Store {
-    /// Stores the object; returns whether anything changed.
+    /// Stores the object; returns whether anything routing depends on changed.
+    ///
+    /// The newest version is always kept, but a change only Weir's own status write makes
+    /// (a new resourceVersion, new conditions) is not a change: reconciling for it would double
+    /// the work of every Route update and feed back on itself.
     pub fn apply(&mut self, object: Object, origin: Origin) -> bool {
         let id = object.key().id;
         match object {
             Object::Route(route) => {
-                let unchanged = self
-                    .routes
-                    .get(&id)
-                    .is_some_and(|(old, old_origin)| *old == route && *old_origin == origin);
-                if !unchanged {
-                    self.routes.insert(id, (route, origin));
-                }
-                !unchanged
+                let changed = self.routes.get(&id).is_none_or(|(old, old_origin)| {
+                    old.spec != route.spec
+                        || old.metadata.generation != route.metadata.generation
+                        || *old_origin != origin
+                });
+                self.routes.insert(id, (route, origin));
+                changed
             }
             Object::Service(service) => {
-                if self.services.get(&id) == Some(&service) {
-                    return false;
-                }
+                let ports = |s: &Service| s.spec.as_ref().map(|spec| spec.ports.clone());
+                let changed = self
+                    .services
+                    .get(&id)
+                    .is_none_or(|old| ports(old) != ports(&service));
                 self.services.insert(id, service);
-                true
+                changed
             }
             Object::EndpointSlice(slice) => {
-                if self.endpoint_slices.get(&id) == Some(&slice) {
-                    return false;
-                }
+                let changed = self.endpoint_slices.get(&id).is_none_or(|old| {
+                    old.endpoints != slice.endpoints
+                        || old.ports != slice.ports
+                        || old.address_type != slice.address_type
+                        || slice_service(old) != slice_service(&slice)
+                });
                 self.unindex_slice(&id);
                 if let Some(service) = slice_service(&slice) {
                     self.slices_by_service
@@ -157,7 +165,7 @@ impl Store {
                         .insert(id.name.clone());
                 }
                 self.endpoint_slices.insert(id, slice);
-                true
+                changed
             }
         }
     }
@@ -225,6 +233,7 @@ fn slice_service(slice: &EndpointSlice) -> Option<String> {
 mod tests {
     use super::*;
     use crate::fixtures;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     #[test]
     fn indexes_endpoint_slices_by_their_service_label() {
@@ -274,6 +283,25 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_status_only_update_is_not_a_routing_change() {
+        let mut store = Store::default();
+        let route = fixtures::route("default", "echo", &[], "/", IntOrString::Int(8080));
+        assert!(store.apply(route.clone(), None));
+        let Object::Route(mut with_status) = route else {
+            unreachable!()
+        };
+        let updated = Arc::make_mut(&mut with_status);
+        updated.metadata.resource_version = Some("2".into());
+        updated.status = Some(weir_crds::RouteStatus::default());
+        assert!(!store.apply(Object::Route(with_status.clone()), None));
+        Arc::make_mut(&mut with_status)
+            .spec
+            .hosts
+            .push("echo.local".into());
+        assert!(store.apply(Object::Route(with_status), None));
     }
 
     #[test]

@@ -94,8 +94,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let proxy_listener = server::bind(cli.listen).await?;
     let admin_listener = server::bind(cli.admin).await?;
-    let metrics = Arc::new(Metrics::default());
-    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty(&metrics)));
+    let mut metrics = Metrics::default();
 
     let (events, events_rx) = mpsc::channel(1024);
     let (snapshots, snapshots_rx) = watch::channel(None);
@@ -112,10 +111,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 route_selector: cli.selector.clone(),
             };
             tokio::spawn(kubernetes::run(factory, scope, events));
-            tokio::spawn(status::run(client, snapshots_rx.clone()));
+            let status_queue = status::queue();
+            status_queue.metrics().register(metrics.registry_mut());
+            tokio::spawn(status::run(client, snapshots_rx.clone(), status_queue));
             "kubernetes".to_owned()
         }
     };
+    let metrics = Arc::new(metrics);
+    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::empty(&metrics)));
     tokio::spawn(reconciler::run(events_rx, 1, snapshots));
     tokio::spawn(weir_gateway::apply_snapshots(
         snapshots_rx,

@@ -123,6 +123,12 @@ impl Metrics {
         }
     }
 
+    /// The registry, for components that bring metrics of their own (the control plane's
+    /// work queues) to register before the gateway starts serving.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Records that a new table went live.
     pub fn table_swapped(
         &self,

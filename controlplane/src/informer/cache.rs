@@ -98,13 +98,7 @@ impl<K: Resource> Cache<K> {
             keys_by_value: HashMap::new(),
         };
         for (key, object) in &state.objects {
-            for value in (index.file_under)(object) {
-                index
-                    .keys_by_value
-                    .entry(value)
-                    .or_default()
-                    .insert(key.clone());
-            }
+            file(&mut index, key, object);
         }
         state.indexes.insert(name.to_owned(), index);
     }
@@ -134,13 +128,7 @@ impl<K: Resource> Cache<K> {
             if let Some(old) = &old {
                 unfile(index, &key, old);
             }
-            for value in (index.file_under)(&object) {
-                index
-                    .keys_by_value
-                    .entry(value)
-                    .or_default()
-                    .insert(key.clone());
-            }
+            file(index, &key, &object);
         }
         old
     }
@@ -165,13 +153,7 @@ impl<K: Resource> Cache<K> {
         for index in indexes.values_mut() {
             index.keys_by_value.clear();
             for (key, object) in objects.iter() {
-                for value in (index.file_under)(object) {
-                    index
-                        .keys_by_value
-                        .entry(value)
-                        .or_default()
-                        .insert(key.clone());
-                }
+                file(index, key, object);
             }
         }
         old.into_iter()
@@ -188,6 +170,16 @@ impl<K: Resource> Cache<K> {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, CacheState<K>> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn file<K>(index: &mut Index<K>, key: &str, object: &K) {
+    for value in (index.file_under)(object) {
+        index
+            .keys_by_value
+            .entry(value)
+            .or_default()
+            .insert(key.to_owned());
     }
 }
 
@@ -216,11 +208,30 @@ pub fn by_service_name<K: Resource>() -> IndexFn<K> {
     })
 }
 
+/// Files Routes under each `namespace/service` their backends refer to, so a Service change
+/// finds the Routes it affects without scanning them all.
+pub fn routes_by_service() -> IndexFn<weir_crds::Route> {
+    Arc::new(|route: &weir_crds::Route| {
+        let namespace = route.namespace().unwrap_or_default();
+        let mut services: Vec<String> = route
+            .spec
+            .rules
+            .iter()
+            .flat_map(|rule| &rule.backends)
+            .map(|backend| format!("{namespace}/{}", backend.service.name))
+            .collect();
+        services.sort();
+        services.dedup();
+        services
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{fixtures, store::Object};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn slice(name: &str, service: &str) -> Arc<EndpointSlice> {
         match fixtures::slice("default", name, service, 80, &["127.0.0.1"]) {
@@ -271,6 +282,28 @@ mod tests {
         cache.insert(slice("a", "echo"));
         cache.add_index("service", by_service_name());
         assert_eq!(names(cache.by_index("service", "default/echo")), ["a"]);
+    }
+
+    #[test]
+    fn routes_are_indexed_by_the_services_they_refer_to() {
+        let cache = Cache::default();
+        cache.add_index("service", routes_by_service());
+        for (name, port) in [("a", 80), ("b", 81)] {
+            let Object::Route(route) =
+                fixtures::route("default", name, &[], "/", IntOrString::Int(port))
+            else {
+                unreachable!()
+            };
+            cache.insert(route);
+        }
+        let mut names: Vec<String> = cache
+            .by_index("service", "default/echo")
+            .iter()
+            .map(|r| r.name_any())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        assert!(cache.by_index("service", "default/other").is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod factory;
 pub mod queue;
 pub mod shared;
 
-pub use cache::{Cache, object_key};
+pub use cache::{Cache, by_service_name, object_key, routes_by_service};
 pub use discovery::{DiscoveredResource, ResourceCatalog};
 pub use factory::{InformerFactory, WatchScope};
 pub use shared::{Informer, InformerEvent};

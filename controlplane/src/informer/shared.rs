@@ -88,13 +88,7 @@ where
         config: watcher::Config,
         resync: Option<Duration>,
     ) -> Arc<Self> {
-        let informer = Arc::new(Self {
-            name,
-            cache: Cache::default(),
-            subscribers: Mutex::new(Vec::new()),
-            synced: watch::Sender::new(false),
-            stop: CancellationToken::new(),
-        });
+        let informer = Self::idle(name);
         let span = tracing::info_span!("informer", resource = %informer.name);
         let running = informer.clone();
         tokio::spawn(tracing::Instrument::instrument(
