@@ -27,7 +27,7 @@ use crate::{
         BackendSnapshot, MatchSnapshot, PathRule, RouteReport, RouteSnapshot, RuleSnapshot,
         Snapshot, Unresolved,
     },
-    store::{NamespacedName, SourceEvent, SourceProblem, Store},
+    store::{self, Kind, NamespacedName, Object, Origin, SourceEvent, SourceProblem, Store},
 };
 
 /// How long the event stream must be quiet before a snapshot is built.
@@ -38,13 +38,47 @@ const MAX_DELAY: Duration = Duration::from_millis(50);
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Holds the store and what it needs to remember between snapshots.
+///
+/// Reconciling is incremental: a Route is compiled again only when its spec changed or a
+/// Service its backends refer to (or one of that Service's EndpointSlices) did; every other
+/// Route keeps its compiled snapshot, the very same `Arc`, which lets the data plane reuse
+/// what it built from it too.
 #[derive(Default)]
 pub struct Reconciler {
     store: Store,
     /// The last version of each Route that compiled, served while a newer one is invalid.
     last_valid: HashMap<NamespacedName, Arc<Route>>,
+    /// What the last snapshot made of each Route.
+    compiled: HashMap<NamespacedName, CompiledRoute>,
+    /// Services whose ports or endpoints changed since the last snapshot.
+    dirty_services: HashSet<NamespacedName>,
     problems_by_source: HashMap<&'static str, Vec<SourceProblem>>,
     generation: u64,
+}
+
+/// One Route as the last snapshot had it.
+struct CompiledRoute {
+    /// The version it was compiled from.
+    route: Arc<Route>,
+    origin: Origin,
+    served: Option<Arc<RouteSnapshot>>,
+    report: Arc<RouteReport>,
+    /// The Services the served version's backends refer to.
+    services: Vec<NamespacedName>,
+}
+
+impl CompiledRoute {
+    fn still_valid_for(
+        &self,
+        route: &Arc<Route>,
+        origin: &Origin,
+        dirty: &HashSet<NamespacedName>,
+    ) -> bool {
+        let same_version = Arc::ptr_eq(&self.route, route)
+            || (self.route.spec == route.spec
+                && self.route.metadata.generation == route.metadata.generation);
+        same_version && self.origin == *origin && !self.services.iter().any(|s| dirty.contains(s))
+    }
 }
 
 /// Why a Route's spec could not be compiled.
@@ -57,8 +91,35 @@ impl Reconciler {
     /// Applies one event; returns whether a new snapshot is needed.
     pub fn handle(&mut self, event: SourceEvent) -> bool {
         match event {
-            SourceEvent::Apply { object, origin } => self.store.apply(object, origin),
-            SourceEvent::Delete(key) => self.store.delete(&key),
+            SourceEvent::Apply { object, origin } => {
+                let mut touched = Vec::new();
+                match &object {
+                    Object::Route(_) => {}
+                    Object::Service(_) => touched.push(object.key().id),
+                    Object::EndpointSlice(slice) => {
+                        let id = object.key().id;
+                        touched.extend(self.store.owner_of_slice(&id));
+                        touched.extend(store::slice_owner(&id.namespace, slice));
+                    }
+                }
+                let changed = self.store.apply(object, origin);
+                if changed {
+                    self.dirty_services.extend(touched);
+                }
+                changed
+            }
+            SourceEvent::Delete(key) => {
+                let touched = match key.kind {
+                    Kind::Route => None,
+                    Kind::Service => Some(key.id.clone()),
+                    Kind::EndpointSlice => self.store.owner_of_slice(&key.id),
+                };
+                let changed = self.store.delete(&key);
+                if changed {
+                    self.dirty_services.extend(touched);
+                }
+                changed
+            }
             SourceEvent::Synced { .. } => false,
             SourceEvent::Problems { source, problems } => {
                 let old = self.problems_by_source.insert(source, problems.clone());
@@ -82,46 +143,20 @@ impl Reconciler {
 
         for (id, route, origin) in self.store.routes() {
             present.insert(id.clone());
-            let (compiled, accepted_reason, mut message) =
-                match compile(id, &route.spec, &self.store) {
-                    Ok(compiled) => {
-                        self.last_valid.insert(id.clone(), route.clone());
-                        (Some(compiled), "Accepted", String::new())
-                    }
-                    Err(rejected) => {
-                        let fallback = self
-                            .last_valid
-                            .get(id)
-                            .and_then(|last| compile(id, &last.spec, &self.store).ok());
-                        let mut message = rejected.message;
-                        if fallback.is_some() {
-                            message.push_str(" (still serving the last valid version)");
-                        }
-                        (fallback, rejected.reason, message)
-                    }
-                };
-            let (resolved_refs_reason, refs_message) = compiled
-                .as_ref()
-                .map(resolution_problem)
-                .unwrap_or(("ResolvedRefs", String::new()));
-            if !refs_message.is_empty() {
-                if !message.is_empty() {
-                    message.push_str("; ");
-                }
-                message.push_str(&refs_message);
+            let reusable = self
+                .compiled
+                .get(id)
+                .is_some_and(|c| c.still_valid_for(route, origin, &self.dirty_services));
+            if !reusable {
+                let compiled = compile_route(id, route, origin, &self.store, &mut self.last_valid);
+                self.compiled.insert(id.clone(), compiled);
             }
-            reports.push(RouteReport {
-                id: id.clone(),
-                origin: origin.as_deref().map(str::to_owned),
-                generation: route.metadata.generation,
-                accepted: accepted_reason == "Accepted",
-                accepted_reason,
-                resolved_refs: resolved_refs_reason == "ResolvedRefs",
-                resolved_refs_reason,
-                message,
-            });
-            routes.extend(compiled);
+            let compiled = &self.compiled[id];
+            routes.extend(compiled.served.clone());
+            reports.push(compiled.report.clone());
         }
+        self.compiled.retain(|id, _| present.contains(id));
+        self.dirty_services.clear();
         self.last_valid.retain(|id, _| present.contains(id));
 
         let mut source_problems: Vec<_> = self
@@ -138,6 +173,66 @@ impl Reconciler {
             source_problems,
             reconcile_duration: started.elapsed(),
         }
+    }
+}
+
+/// Compiles one Route: its current spec, or its last valid one if the current is invalid.
+fn compile_route(
+    id: &NamespacedName,
+    route: &Arc<Route>,
+    origin: &Origin,
+    store: &Store,
+    last_valid: &mut HashMap<NamespacedName, Arc<Route>>,
+) -> CompiledRoute {
+    let (served, accepted_reason, mut message) = match compile(id, &route.spec, store) {
+        Ok(compiled) => {
+            last_valid.insert(id.clone(), route.clone());
+            (Some(compiled), "Accepted", String::new())
+        }
+        Err(rejected) => {
+            let fallback = last_valid
+                .get(id)
+                .and_then(|last| compile(id, &last.spec, store).ok());
+            let mut message = rejected.message;
+            if fallback.is_some() {
+                message.push_str(" (still serving the last valid version)");
+            }
+            (fallback, rejected.reason, message)
+        }
+    };
+    let (resolved_refs_reason, refs_message) = served
+        .as_ref()
+        .map(resolution_problem)
+        .unwrap_or(("ResolvedRefs", String::new()));
+    if !refs_message.is_empty() {
+        if !message.is_empty() {
+            message.push_str("; ");
+        }
+        message.push_str(&refs_message);
+    }
+    let mut services: Vec<NamespacedName> = served
+        .iter()
+        .flat_map(|s| &s.rules)
+        .flat_map(|rule| &rule.backends)
+        .map(|backend| backend.service.clone())
+        .collect();
+    services.sort();
+    services.dedup();
+    CompiledRoute {
+        route: route.clone(),
+        origin: origin.clone(),
+        served: served.map(Arc::new),
+        report: Arc::new(RouteReport {
+            id: id.clone(),
+            origin: origin.as_deref().map(str::to_owned),
+            generation: route.metadata.generation,
+            accepted: accepted_reason == "Accepted",
+            accepted_reason,
+            resolved_refs: resolved_refs_reason == "ResolvedRefs",
+            resolved_refs_reason,
+            message,
+        }),
+        services,
     }
 }
 
@@ -569,6 +664,88 @@ mod tests {
                 .message
                 .contains("still serving the last valid version")
         );
+    }
+
+    #[test]
+    fn an_unrelated_change_reuses_the_compiled_route() {
+        let mut objects = echo_backend();
+        objects.push(fixtures::route(
+            "default",
+            "echo",
+            &[],
+            "/",
+            IntOrString::Int(8080),
+        ));
+        let mut reconciler = reconciler_with(objects);
+        let first = reconciler.snapshot();
+        reconciler.handle(SourceEvent::Apply {
+            object: fixtures::service("default", "other", &[("http", 80)]),
+            origin: None,
+        });
+        let second = reconciler.snapshot();
+        assert!(Arc::ptr_eq(&first.routes[0], &second.routes[0]));
+        assert!(Arc::ptr_eq(&first.reports[0], &second.reports[0]));
+    }
+
+    #[test]
+    fn a_change_to_a_referenced_services_slices_recompiles_the_route() {
+        let mut objects = echo_backend();
+        objects.push(fixtures::route(
+            "default",
+            "echo",
+            &[],
+            "/",
+            IntOrString::Int(8080),
+        ));
+        let mut reconciler = reconciler_with(objects);
+        let first = reconciler.snapshot();
+        reconciler.handle(SourceEvent::Apply {
+            object: fixtures::slice("default", "echo-1", "echo", 9001, &["127.0.0.9"]),
+            origin: None,
+        });
+        let second = reconciler.snapshot();
+        assert!(!Arc::ptr_eq(&first.routes[0], &second.routes[0]));
+        let endpoints = &second.routes[0].rules[0].backends[0].endpoints;
+        assert_eq!(
+            endpoints,
+            &["127.0.0.9:9001".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_slice_moving_to_another_service_updates_both() {
+        let mut objects = echo_backend();
+        objects.push(fixtures::service("default", "other", &[("http", 8080)]));
+        objects.push(fixtures::route(
+            "default",
+            "echo",
+            &[],
+            "/",
+            IntOrString::Int(8080),
+        ));
+        let mut other_route = fixtures::route("default", "other", &[], "/", IntOrString::Int(8080));
+        if let Object::Route(r) = &mut other_route {
+            Arc::make_mut(r).spec.rules[0].backends[0].service.name = "other".into();
+        }
+        objects.push(other_route);
+        let mut reconciler = reconciler_with(objects);
+        reconciler.snapshot();
+        reconciler.handle(SourceEvent::Apply {
+            object: fixtures::slice(
+                "default",
+                "echo-1",
+                "other",
+                9001,
+                &["127.0.0.1", "127.0.0.2"],
+            ),
+            origin: None,
+        });
+        let snapshot = reconciler.snapshot();
+        let endpoints = |name: &str| {
+            let route = snapshot.routes.iter().find(|r| r.id.name == name).unwrap();
+            route.rules[0].backends[0].endpoints.len()
+        };
+        assert_eq!((endpoints("echo"), endpoints("other")), (0, 2));
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! It holds every accepted Route with its backends resolved to ready endpoints, and a report
 //! for every Route (accepted or not, and why). Nothing in it changes after it is built; a new
-//! configuration is a new snapshot with a higher `generation`.
+//! configuration is a new snapshot with a higher `generation`; a Route that did not change
+//! between two snapshots is the same `Arc` in both.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde::{Serialize, Serializer};
 use weir_crds::{HeaderMatch, HttpMethod};
@@ -17,9 +18,9 @@ pub struct Snapshot {
     /// Increases by one with every snapshot the reconciler publishes.
     pub generation: u64,
     /// Accepted Routes, in `namespace/name` order.
-    pub routes: Vec<RouteSnapshot>,
+    pub routes: Vec<Arc<RouteSnapshot>>,
     /// One report per Route the sources hold, accepted or not.
-    pub reports: Vec<RouteReport>,
+    pub reports: Vec<Arc<RouteReport>>,
     /// Problems the sources found outside any Route (unparseable files, unknown kinds).
     pub source_problems: Vec<SourceProblem>,
     /// How long the reconcile that built this snapshot took.

@@ -42,7 +42,7 @@ struct Written {
 #[derive(Default)]
 struct StatusState {
     /// The verdict to write, by Route.
-    desired: HashMap<NamespacedName, RouteReport>,
+    desired: HashMap<NamespacedName, Arc<RouteReport>>,
     written: HashMap<NamespacedName, Written>,
 }
 
@@ -75,7 +75,12 @@ pub async fn run(
             let mut present = HashMap::new();
             for report in snapshot.reports.iter().filter(|r| r.origin.is_none()) {
                 present.insert(report.id.clone(), ());
-                if state.desired.get(&report.id) != Some(report) {
+                // An unchanged Route keeps its report's Arc from one snapshot to the next.
+                if !state
+                    .desired
+                    .get(&report.id)
+                    .is_some_and(|d| Arc::ptr_eq(d, report) || d == report)
+                {
                     state.desired.insert(report.id.clone(), report.clone());
                     queue.add(report.id.clone());
                 }

@@ -193,6 +193,11 @@ impl Store {
         self.services.get(id)
     }
 
+    /// The Service the stored EndpointSlice `id` belongs to.
+    pub fn owner_of_slice(&self, id: &NamespacedName) -> Option<NamespacedName> {
+        slice_owner(&id.namespace, self.endpoint_slices.get(id)?)
+    }
+
     /// The EndpointSlices labelled as belonging to the Service `id`.
     pub fn endpoint_slices_of(&self, id: &NamespacedName) -> impl Iterator<Item = &EndpointSlice> {
         self.slices_by_service
@@ -218,6 +223,11 @@ impl Store {
             }
         }
     }
+}
+
+/// The Service (namespace/name) an EndpointSlice in `namespace` belongs to, by its label.
+pub fn slice_owner(namespace: &str, slice: &EndpointSlice) -> Option<NamespacedName> {
+    slice_service(slice).map(|service| NamespacedName::new(namespace, service))
 }
 
 fn slice_service(slice: &EndpointSlice) -> Option<String> {

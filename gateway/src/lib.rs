@@ -32,7 +32,7 @@ pub async fn apply_snapshots(
         if let Some(snapshot) = snapshot {
             let started = Instant::now();
             let reconcile = snapshot.reconcile_duration;
-            let compiled = RoutingTable::compile(snapshot, &metrics);
+            let compiled = RoutingTable::compile(snapshot, &metrics, Some(&table.load()));
             let (generation, routes) = (compiled.generation, compiled.route_count());
             table.store(Arc::new(compiled));
             metrics.table_swapped(generation, routes, reconcile, started.elapsed());

@@ -43,10 +43,10 @@ pub struct RoutingTable {
     pub generation: u64,
     /// The snapshot this table was compiled from, for `/debug/routes`.
     pub snapshot: Arc<Snapshot>,
-    exact_hosts: HashMap<Box<str>, HostRoutes>,
+    exact_hosts: HashMap<Box<str>, Arc<HostRoutes>>,
     /// Keyed by the suffix with its leading dot: `*.example.com` → `.example.com`.
-    wildcard_hosts: HashMap<Box<str>, HostRoutes>,
-    any_host: Option<HostRoutes>,
+    wildcard_hosts: HashMap<Box<str>, Arc<HostRoutes>>,
+    any_host: Option<Arc<HostRoutes>>,
     /// Recorded for requests that match no rule.
     pub unmatched_metrics: RouteMetrics,
 }
@@ -59,6 +59,9 @@ struct HostRoutes {
     buckets: Vec<Vec<Candidate>>,
     /// Regular-expression candidates, best first.
     regexes: Vec<(regex::Regex, Candidate)>,
+    /// The Routes it was built from, in order. The reconciler hands an unchanged Route over
+    /// as the same `Arc`, so the next table reuses this level when the list is the same.
+    built_from: Vec<Arc<RouteSnapshot>>,
 }
 
 /// One match of one rule: the checks left after the path, and the target.
@@ -93,36 +96,56 @@ impl RoutingTable {
     }
 
     /// Compiles a snapshot. Every value in it was validated by the control plane.
-    pub fn compile(snapshot: Arc<Snapshot>, metrics: &Metrics) -> Self {
-        let mut exact: BTreeMap<&str, Vec<RankedMatch>> = BTreeMap::new();
-        let mut wildcard: BTreeMap<&str, Vec<RankedMatch>> = BTreeMap::new();
+    ///
+    /// Host levels whose Routes are unchanged since `previous` are taken over from it, so a
+    /// change costs work in proportion to the hosts it touches, not to the table's size.
+    pub fn compile(
+        snapshot: Arc<Snapshot>,
+        metrics: &Metrics,
+        previous: Option<&RoutingTable>,
+    ) -> Self {
+        let mut exact: HashMap<&str, Vec<&Arc<RouteSnapshot>>> = HashMap::new();
+        let mut wildcard: HashMap<&str, Vec<&Arc<RouteSnapshot>>> = HashMap::new();
         let mut any = Vec::new();
-
-        for (route_order, route) in snapshot.routes.iter().enumerate() {
-            let ranked = rank_route(route, route_order, metrics);
+        for route in &snapshot.routes {
             if route.hosts.is_empty() {
-                any.extend(ranked.iter().cloned());
+                any.push(route);
             }
             for host in &route.hosts {
-                let level = match host.strip_prefix('*') {
-                    Some(suffix) => wildcard.entry(suffix).or_default(),
-                    None => exact.entry(host.as_str()).or_default(),
-                };
-                level.extend(ranked.iter().cloned());
+                match host.strip_prefix('*') {
+                    Some(suffix) => wildcard.entry(suffix).or_default().push(route),
+                    None => exact.entry(host.as_str()).or_default().push(route),
+                }
             }
         }
 
+        let level =
+            |routes: Vec<&Arc<RouteSnapshot>>, before: Option<&Arc<HostRoutes>>| match before {
+                Some(before) if same_routes(&before.built_from, &routes) => before.clone(),
+                _ => Arc::new(HostRoutes::build(&routes, metrics)),
+            };
         Self {
             generation: snapshot.generation,
             exact_hosts: exact
                 .into_iter()
-                .map(|(h, m)| (h.into(), HostRoutes::build(m)))
+                .map(|(host, routes)| {
+                    (
+                        host.into(),
+                        level(routes, previous.and_then(|p| p.exact_hosts.get(host))),
+                    )
+                })
                 .collect(),
             wildcard_hosts: wildcard
                 .into_iter()
-                .map(|(h, m)| (h.into(), HostRoutes::build(m)))
+                .map(|(suffix, routes)| {
+                    (
+                        suffix.into(),
+                        level(routes, previous.and_then(|p| p.wildcard_hosts.get(suffix))),
+                    )
+                })
                 .collect(),
-            any_host: (!any.is_empty()).then(|| HostRoutes::build(any)),
+            any_host: (!any.is_empty())
+                .then(|| level(any, previous.and_then(|p| p.any_host.as_ref()))),
             unmatched_metrics: metrics.route_metrics(""),
             snapshot,
         }
@@ -277,7 +300,12 @@ fn candidate(route_match: &MatchSnapshot, target: Arc<RuleTarget>) -> Candidate 
 }
 
 impl HostRoutes {
-    fn build(mut matches: Vec<RankedMatch>) -> Self {
+    fn build(routes: &[&Arc<RouteSnapshot>], metrics: &Metrics) -> Self {
+        let mut matches: Vec<RankedMatch> = routes
+            .iter()
+            .enumerate()
+            .flat_map(|(order, route)| rank_route(route, order, metrics))
+            .collect();
         matches.sort_by_key(RankedMatch::precedence);
         let prefixes: Vec<(&str, &Candidate)> = matches
             .iter()
@@ -310,8 +338,9 @@ impl HostRoutes {
             }
         }
 
-        let mut routes = Self {
+        let mut host_routes = Self {
             regexes,
+            built_from: routes.iter().map(|route| Arc::clone(route)).collect(),
             ..Self::default()
         };
         for (pattern, (literal, exact)) in patterns {
@@ -323,16 +352,16 @@ impl HostRoutes {
                     .filter(|(prefix, _)| covers(prefix, &literal))
                     .map(|(_, c)| (*c).clone()),
             );
-            let index = routes.buckets.len();
+            let index = host_routes.buckets.len();
             // Validation keeps router syntax out of paths, so an insert cannot fail; if it
             // ever did, the pattern is skipped rather than the whole table lost.
-            if let Err(error) = routes.paths.insert(pattern.clone(), index) {
+            if let Err(error) = host_routes.paths.insert(pattern.clone(), index) {
                 tracing::error!(%pattern, %error, "path pattern skipped");
                 continue;
             }
-            routes.buckets.push(bucket);
+            host_routes.buckets.push(bucket);
         }
-        routes
+        host_routes
     }
 
     fn find(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<&Arc<RuleTarget>> {
@@ -348,6 +377,12 @@ impl HostRoutes {
             .find(|(regex, c)| regex.is_match(path) && c.accepts(method, headers))
             .map(|(_, c)| &c.target)
     }
+}
+
+/// Whether a level built from `before` serves exactly `now`: the same Route snapshots, by
+/// pointer, in the same order.
+fn same_routes(before: &[Arc<RouteSnapshot>], now: &[&Arc<RouteSnapshot>]) -> bool {
+    before.len() == now.len() && before.iter().zip(now).all(|(b, n)| Arc::ptr_eq(b, n))
 }
 
 /// The router patterns that together match a prefix segment-wise.
@@ -426,13 +461,14 @@ mod tests {
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 rules,
             })
+            .map(Arc::new)
             .collect();
         let snapshot = Snapshot {
             generation: 1,
             routes,
             ..Default::default()
         };
-        RoutingTable::compile(Arc::new(snapshot), &Metrics::default())
+        RoutingTable::compile(Arc::new(snapshot), &Metrics::default(), None)
     }
 
     /// The tag of the rule that answers, or 0 for 404.
@@ -614,6 +650,38 @@ mod tests {
             ("b", &[], vec![rule(prefix("/"), None, &[], 2)]),
         ]);
         assert_eq!(get(&t, "h", "/"), 1);
+    }
+
+    #[test]
+    fn unchanged_host_levels_are_reused_by_the_next_table() {
+        let route = |name: &str, host: &str, tag| {
+            Arc::new(RouteSnapshot {
+                id: NamespacedName::new("default", name),
+                hosts: vec![host.to_string()],
+                rules: vec![rule(prefix("/"), None, &[], tag)],
+            })
+        };
+        let snapshot = |routes: Vec<Arc<RouteSnapshot>>| {
+            Arc::new(Snapshot {
+                generation: 1,
+                routes,
+                ..Default::default()
+            })
+        };
+        let metrics = Metrics::default();
+        let (a, b) = (route("a", "a.local", 1), route("b", "b.local", 2));
+        let first = RoutingTable::compile(snapshot(vec![a.clone(), b.clone()]), &metrics, None);
+        let b_changed = route("b", "b.local", 3);
+        let second = RoutingTable::compile(snapshot(vec![a, b_changed]), &metrics, Some(&first));
+        assert!(Arc::ptr_eq(
+            &first.exact_hosts["a.local"],
+            &second.exact_hosts["a.local"]
+        ));
+        assert!(!Arc::ptr_eq(
+            &first.exact_hosts["b.local"],
+            &second.exact_hosts["b.local"]
+        ));
+        assert_eq!(get(&second, "b.local", "/"), 3);
     }
 
     #[test]

@@ -99,6 +99,11 @@ async fn main() {
         move_latencies.push(started.elapsed());
     }
     drop(weir);
+    eprintln!(
+        "route create → first 200: {}\nEndpointSlice change → traffic moved: {}",
+        summary(&create_latencies),
+        summary(&move_latencies)
+    );
 
     // 3: start to ready at scale.
     let scale = cluster.namespace("scale").await;
@@ -106,8 +111,12 @@ async fn main() {
     let scale_services: Api<Service> = Api::namespaced(client.clone(), &scale);
     let scale_slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &scale);
     let scale_routes: Api<weir_crds::Route> = Api::namespaced(client.clone(), &scale);
+    // Headless: the test API server's Service range has 254 addresses, and Weir routes to
+    // endpoints, never to a ClusterIP.
     fill(&scale_services, SCALE_SERVICES, |i| {
-        service(&format!("s{i}"))
+        let mut service = service(&format!("s{i}"));
+        service.spec.as_mut().expect("built with a spec").cluster_ip = Some("None".into());
+        service
     })
     .await;
     fill(&scale_slices, SCALE_SERVICES, |i| {
