@@ -466,7 +466,11 @@ fn log_report_changes(previous: Option<&Snapshot>, next: &Snapshot) {
         .map(|p| p.reports.iter().map(|r| (&r.id, r)).collect())
         .unwrap_or_default();
     for report in &next.reports {
-        if old_reports.get(&report.id) == Some(&report) {
+        // An unchanged Route's report is the same Arc; compare values only when it is not.
+        if old_reports
+            .get(&report.id)
+            .is_some_and(|old| Arc::ptr_eq(old, report) || *old == report)
+        {
             continue;
         }
         let origin = report.origin.as_deref().unwrap_or("-");
