@@ -336,13 +336,27 @@ struct DocumentError {
     reason: String,
 }
 
+/// The parser's limits, raised for configuration directories: its defaults (1,024 documents,
+/// 250,000 nodes a file) refuse a file of a few thousand Routes, which is an ordinary thing to
+/// generate. Alias and anchor limits, the defence against YAML bombs, stay as they are.
+fn parse_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_documents = 1_000_000;
+    budget.max_nodes = 50_000_000;
+    budget.max_events = 200_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// A document's index in its file, and what it converted to.
 type ParsedDocument = (usize, Result<Object, DocumentError>);
 
 /// Splits a file into documents and converts each; `Err` when the file is not YAML at all.
 fn parse_documents(text: &str) -> Result<Vec<ParsedDocument>, String> {
-    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
-        .map_err(|error| format!("not valid YAML: {}", first_line(&error.to_string())))?;
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple_with_options(text, parse_options())
+            .map_err(|error| format!("not valid YAML: {}", first_line(&error.to_string())))?;
     Ok(documents
         .into_iter()
         .enumerate()
@@ -589,6 +603,18 @@ mod tests {
                 .contains("unsupported kind \"Deployment\"")
         );
         assert!(reported[1].reason.contains("no metadata.name"));
+    }
+
+    #[test]
+    fn a_file_of_thousands_of_documents_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let routes: Vec<String> = (0..3000)
+            .map(|i| ROUTE.replace("name: echo}", &format!("name: r{i}}}")))
+            .collect();
+        std::fs::write(dir.path().join("many.yaml"), routes.join("---\n")).unwrap();
+        let events = ManifestDirectory::new(dir.path().into()).rescan();
+        assert_eq!(applied(&events).len(), 3000);
+        assert!(problems(&events).is_empty(), "{:?}", problems(&events));
     }
 
     #[test]
