@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod table;
+pub mod upstream;
 
 use std::{sync::Arc, time::Instant};
 

@@ -1,7 +1,9 @@
 //! `weir`: the gateway binary. Wires a configuration source to the reconciler, the reconciler
 //! to the routing table, and the table to the proxy and admin listeners.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr, num::NonZeroUsize, path::PathBuf, process::ExitCode, sync::Arc, time::Duration,
+};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -46,7 +48,7 @@ struct Cli {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
-    /// Worker threads (default: one per core).
+    /// Proxy threads, each with its own event loop (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -67,10 +69,9 @@ fn main() -> ExitCode {
         eprintln!("weir: {error}");
         return ExitCode::from(2);
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.threads {
-        runtime.worker_threads(threads.max(1));
-    }
+    // This thread runs the control plane and the admin listener; the proxy has threads of its
+    // own (server::serve_on_threads).
+    let mut runtime = tokio::runtime::Builder::new_current_thread();
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -137,13 +138,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         metrics,
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
-    let drained = server::serve(
+    let threads = cli
+        .threads
+        .and_then(NonZeroUsize::new)
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN);
+    let drained = server::serve_on_threads(
         proxy_listener,
+        threads,
         Arc::new(Proxy::new(table)),
         shutdown_signal(),
         cli.drain_timeout,
     )
-    .await;
+    .await
+    .context("starting the proxy threads")?;
     admin_task.abort();
     if drained {
         tracing::info!("drained, exiting");

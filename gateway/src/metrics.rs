@@ -1,14 +1,23 @@
 //! Prometheus metrics of the gateway, via `prometheus-client`.
 //!
 //! Per-route series are looked up once, when a table is compiled, and handed to the rule as a
-//! [`RouteMetrics`]; a request then only increments an atomic, never hashes a label set.
+//! [`RouteMetrics`]; a request then only increments atomics, never hashes a label set and never
+//! takes a lock (prometheus-client's own histogram locks a mutex per observation, so the
+//! request latency histogram is a [`DurationHistogram`] of atomic buckets instead).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use http::StatusCode;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet, text::encode},
     metrics::{
+        MetricType, TypedMetric,
         counter::Counter,
         family::Family,
         gauge::Gauge,
@@ -32,16 +41,91 @@ struct RouteLabels {
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-fn duration_histogram() -> Histogram {
-    // 100 µs to ~3.3 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+/// Upper bounds of the request latency buckets: 100 µs doubling to ~3.3 s (then +Inf).
+const DURATION_BOUNDS_NANOS: [u64; 16] = {
+    let mut bounds = [0; 16];
+    let mut i = 0;
+    while i < 16 {
+        bounds[i] = 100_000 << i;
+        i += 1;
+    }
+    bounds
+};
+
+/// A request latency histogram: one relaxed atomic add per bucket, count and sum, no lock.
+///
+/// Buckets are cumulative only when encoded, like prometheus-client's own; durations are kept
+/// in nanoseconds so that no float is touched on the hot path.
+///
+/// ```
+/// # use weir_gateway::metrics::DurationHistogram;
+/// # use std::time::Duration;
+/// let histogram = DurationHistogram::default();
+/// histogram.observe(Duration::from_micros(150));
+/// assert_eq!(histogram.count(), 1);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct DurationHistogram {
+    cells: Arc<HistogramCells>,
+}
+
+#[derive(Debug, Default)]
+struct HistogramCells {
+    /// One per bound, then +Inf.
+    buckets: [AtomicU64; DURATION_BOUNDS_NANOS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = DURATION_BOUNDS_NANOS
+            .iter()
+            .position(|bound| nanos <= *bound)
+            .unwrap_or(DURATION_BOUNDS_NANOS.len());
+        let cells = &*self.cells;
+        cells.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        cells.count.fetch_add(1, Ordering::Relaxed);
+        cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.cells.count.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let cells = &*self.cells;
+        let buckets: Vec<(f64, u64)> = DURATION_BOUNDS_NANOS
+            .iter()
+            .map(|bound| *bound as f64 / 1e9)
+            .chain([f64::INFINITY])
+            .zip(&cells.buckets)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        let sum = cells.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        // The count is the buckets' total, so a scrape racing a request stays consistent.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// Every metric the gateway exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    request_duration: Family<RouteLabels, DurationHistogram>,
     table_generation: Gauge,
     table_routes: Gauge,
     reconcile_duration: Histogram,
@@ -52,10 +136,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("weir");
         let requests = Family::<RequestLabels, Counter>::default();
-        let request_duration =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                duration_histogram,
-            );
+        let request_duration = Family::<RouteLabels, DurationHistogram>::default();
         let table_generation = Gauge::default();
         let table_routes = Gauge::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
@@ -155,14 +236,14 @@ impl Metrics {
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
     by_status_class: [Counter; 5],
-    duration: Histogram,
+    duration: DurationHistogram,
 }
 
 impl RouteMetrics {
     pub fn record(&self, status: StatusCode, elapsed: Duration) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.by_status_class[class].inc();
-        self.duration.observe(elapsed.as_secs_f64());
+        self.duration.observe(elapsed);
     }
 }
 
@@ -193,5 +274,24 @@ mod tests {
             text.contains("weir_request_duration_seconds_count{route=\"default/echo\"} 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn latency_buckets_include_their_upper_bound_and_encode_cumulatively() {
+        let metrics = Metrics::default();
+        let route = metrics.route_metrics("r");
+        for micros in [100, 101, 200, 10_000_000] {
+            route.record(StatusCode::OK, Duration::from_micros(micros));
+        }
+        let text = metrics.encode();
+        for expected in [
+            r#"weir_request_duration_seconds_bucket{le="0.0001",route="r"} 1"#,
+            r#"weir_request_duration_seconds_bucket{le="0.0002",route="r"} 3"#,
+            r#"weir_request_duration_seconds_bucket{le="+Inf",route="r"} 4"#,
+            r#"weir_request_duration_seconds_count{route="r"} 4"#,
+            r#"weir_request_duration_seconds_sum{route="r"} 10.000401"#,
+        ] {
+            assert!(text.contains(expected), "{expected} in\n{text}");
+        }
     }
 }

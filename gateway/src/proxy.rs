@@ -5,12 +5,17 @@
 //! 2. **pick upstream** — the rule's balancer chooses an endpoint;
 //! 3. **rewrite** — point the request at the endpoint, drop hop-by-hop headers, add the
 //!    forwarding headers;
-//! 4. **forward** — through a pooled keep-alive client, within the rule's timeout;
+//! 4. **forward** — over a pooled keep-alive connection ([`crate::upstream`]), within the
+//!    rule's timeout;
 //! 5. **respond** — drop hop-by-hop headers from the response and stream its body back;
 //! 6. **record** — metrics always, a log line for every error.
 //!
 //! Bodies stream both ways; nothing is buffered. Failures map to the statuses users know:
 //! 404 no route, 503 no ready endpoint, 502 upstream connect or protocol error, 504 timeout.
+//!
+//! This is the hot path, and it is kept lean: nothing is formatted or allocated per request
+//! that can be done once per connection ([`Peer`]) or once per table, and headers are only
+//! removed when present.
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
@@ -19,19 +24,17 @@ use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
     header::{CONNECTION, CONTENT_TYPE, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
-    uri::{PathAndQuery, Scheme},
 };
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
+
+use crate::{
+    table::RoutingTable,
+    upstream::{PoolSettings, UpstreamBody, UpstreamError, Upstreams},
 };
 
-use crate::table::RoutingTable;
-
 /// A response body: the upstream's, streamed, or a short error text of Weir's own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -53,15 +56,46 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
 /// Proxies requests by the live routing table.
 pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
-    client: Client<HttpConnector, Incoming>,
+    upstreams: Upstreams,
+}
+
+/// The client end of a connection, with its `X-Forwarded-For` entry formatted once.
+///
+/// ```
+/// # use weir_gateway::proxy::Peer;
+/// let peer = Peer::new(([192, 0, 2, 7], 41000).into());
+/// assert_eq!(peer.forwarded_for(), "192.0.2.7");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub address: SocketAddr,
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(address: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::try_from(address.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self {
+            address,
+            forwarded_for,
+        }
+    }
+
+    /// The client's IP address as `X-Forwarded-For` names it.
+    pub fn forwarded_for(&self) -> &str {
+        self.forwarded_for
+            .to_str()
+            .expect("an IP address is visible ASCII")
+    }
 }
 
 /// Why a request got an error of Weir's own, with what the log line needs.
 enum Failure {
     NoRoute,
     NoEndpoint,
-    Connect(hyper_util::client::legacy::Error),
-    Upstream(hyper_util::client::legacy::Error),
+    Connect(UpstreamError),
+    Upstream(UpstreamError),
     Timeout,
 }
 
@@ -88,29 +122,21 @@ impl Failure {
 
 impl Proxy {
     pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Self { table, client }
+        Self {
+            table,
+            upstreams: Upstreams::new(PoolSettings::default()),
+        }
     }
 
     /// Serves one request; never fails, errors become responses.
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        client_address: SocketAddr,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
         let started = Instant::now();
         // Phase 1: route. This Arc keeps the table whole for the rest of the request.
         let table = self.table.load_full();
         let host = host_of(&request);
         let Some(target) = table.find(
             host.as_ref()
-                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.value().to_str().ok())
                 .unwrap_or_default(),
             request.method(),
             request.uri().path(),
@@ -118,7 +144,7 @@ impl Proxy {
         ) else {
             let host = host
                 .as_ref()
-                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.value().to_str().ok())
                 .unwrap_or_default();
             tracing::info!(host, path = request.uri().path(), status = 404, "no route");
             table
@@ -138,10 +164,10 @@ impl Proxy {
         };
 
         // Phase 3: rewrite.
-        let upstream_request = rewrite_request(request, &endpoint.authority, host, client_address);
+        let upstream_request = rewrite_request(request, &endpoint.authority, host, peer);
 
         // Phase 4: forward.
-        let forwarded = self.client.request(upstream_request);
+        let forwarded = self.upstreams.send(endpoint.address, upstream_request);
         let outcome = match target.timeout {
             Some(limit) => tokio::time::timeout(limit, forwarded)
                 .await
@@ -188,56 +214,94 @@ impl Proxy {
     }
 }
 
+/// The host a request is for, and where that came from.
+enum RequestHost {
+    /// The Host header, already on the request.
+    Header(HeaderValue),
+    /// The authority of an HTTP/2 (or absolute-form) request without a Host header.
+    Authority(HeaderValue),
+}
+
+impl RequestHost {
+    fn value(&self) -> &HeaderValue {
+        match self {
+            RequestHost::Header(value) | RequestHost::Authority(value) => value,
+        }
+    }
+}
+
 /// The host a request is for: its Host header, or the authority of an HTTP/2 request.
-fn host_of<B>(request: &Request<B>) -> Option<HeaderValue> {
-    request.headers().get(HOST).cloned().or_else(|| {
-        let authority = request.uri().authority()?;
-        HeaderValue::from_str(authority.as_str()).ok()
-    })
+fn host_of<B>(request: &Request<B>) -> Option<RequestHost> {
+    match request.headers().get(HOST) {
+        Some(host) => Some(RequestHost::Header(host.clone())),
+        None => {
+            let authority = request.uri().authority()?;
+            HeaderValue::from_str(authority.as_str())
+                .ok()
+                .map(RequestHost::Authority)
+        }
+    }
 }
 
 /// Points the request at the upstream and fixes its headers for the next hop.
+///
+/// The URI goes out in origin form (`/path?query`); the client's Host is kept, or set from
+/// the authority it used, or else the endpoint's address.
 fn rewrite_request(
     request: Request<Incoming>,
     upstream: &http::uri::Authority,
-    host: Option<HeaderValue>,
-    client_address: SocketAddr,
+    host: Option<RequestHost>,
+    peer: &Peer,
 ) -> Request<Incoming> {
     let (mut parts, body) = request.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(upstream.clone());
-    uri.path_and_query = Some(path_and_query);
-    parts.uri = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = match parts.uri.path_and_query() {
+            Some(path_and_query) => Uri::from(path_and_query.clone()),
+            None => Uri::from_static("/"),
+        };
+    }
     // Upstreams are spoken to in HTTP/1.1, whatever the client spoke.
     parts.version = Version::HTTP_11;
 
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
-    let client_ip = client_address.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client_ip}"),
-        None => client_ip,
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        None => peer.forwarded_for.clone(),
+        Some(earlier) => {
+            let mut value = Vec::with_capacity(earlier.len() + 2 + peer.forwarded_for.len());
+            value.extend_from_slice(earlier.as_bytes());
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(peer.forwarded_for.as_bytes());
+            HeaderValue::from_bytes(&value).unwrap_or_else(|_| peer.forwarded_for.clone())
+        }
     };
-    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-        // Keep the client's Host; the client would otherwise send the endpoint address.
-        headers.insert(HOST, host);
+    match host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host.value().clone());
+            if let RequestHost::Authority(authority) = host {
+                headers.insert(HOST, authority);
+            }
+        }
+        // HTTP/1.0 without Host: name the endpoint, as the next hop expects a Host.
+        None => {
+            if let Ok(authority) = HeaderValue::from_str(upstream.as_str()) {
+                headers.insert(HOST, authority);
+            }
+        }
     }
     Request::from_parts(parts, body)
 }
 
 /// Removes the headers that belong to one connection, including those `Connection` names.
+///
+/// Most messages carry none of them: one pass over the names finds out, and the removals
+/// (each a hash lookup) are only made when there is something to remove.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
+        return;
+    }
     if let Some(connection) = headers.get(CONNECTION).and_then(|v| v.to_str().ok()) {
         let named: Vec<HeaderName> = connection
             .split(',')
