@@ -1,0 +1,211 @@
+//! `weir-bench-chart RESULTS.json CHART.svg`: draws a run's figures for BENCHMARKS.md.
+//!
+//! Three panels, one group of bars per scenario, Weir, nginx and HAProxy side by side:
+//! requests per second as delivered, requests per second of the proxy's own CPU time (what one
+//! saturated core serves; the fair per-core figure when the client side was the limit), and
+//! p99 latency on a log scale.
+
+use std::process::ExitCode;
+
+use plotters::{
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
+use serde_json::Value;
+
+const PROXIES: [(&str, &str, RGBColor); 3] = [
+    ("weir", "Weir", RGBColor(0x1f, 0x6f, 0xb4)),
+    ("nginx", "nginx", RGBColor(0x2c, 0xa0, 0x2c)),
+    ("haproxy", "HAProxy", RGBColor(0xd6, 0x72, 0x28)),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [results, chart] = args.as_slice() else {
+        eprintln!("usage: weir-bench-chart RESULTS.json CHART.svg");
+        return ExitCode::from(2);
+    };
+    match draw(results, chart) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("weir-bench-chart: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One group of bars: a scenario and each proxy's value, if it was measured.
+struct Group {
+    label: String,
+    values: Vec<Option<f64>>,
+}
+
+fn groups(results: &Value, field: &str) -> Vec<Group> {
+    results["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|scenario| Group {
+            label: format!(
+                "{}{}",
+                scenario["key"].as_str().unwrap_or("?"),
+                match scenario["placement"].as_str() {
+                    Some("per-core") => " (1 core)",
+                    Some("one-core") => " (same core)",
+                    _ => "",
+                }
+            ),
+            values: PROXIES
+                .iter()
+                .map(|(key, _, _)| scenario["results"][key][field].as_f64())
+                .collect(),
+        })
+        .collect()
+}
+
+fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(results_path)?)?;
+    let throughput = groups(&results, "rps");
+    let per_core = groups(&results, "rps_per_core");
+    let latency = groups(&results, "p99_us");
+    let width = 160 + 130 * throughput.len() as u32;
+    let root = SVGBackend::new(chart_path, (width.max(900), 1110)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "Weir, nginx, HAProxy — {} run of {}",
+        results["mode"].as_str().unwrap_or(""),
+        results["date"].as_str().unwrap_or("")
+    );
+    let root = root.titled(&title, ("sans-serif", 22))?;
+    let thousands = |v: f64| {
+        if v >= 10_000.0 {
+            format!("{:.0}k", v / 1000.0)
+        } else {
+            format!("{v:.0}")
+        }
+    };
+    let panels = root.split_evenly((3, 1));
+    panel(
+        &panels[0],
+        &throughput,
+        "requests per second (higher is better)",
+        false,
+        thousands,
+    )?;
+    panel(
+        &panels[1],
+        &per_core,
+        "requests per second of proxy CPU time, i.e. per core (higher is better)",
+        false,
+        thousands,
+    )?;
+    panel(
+        &panels[2],
+        &latency,
+        "p99 latency, µs, log scale (lower is better)",
+        true,
+        |v| format!("{v:.0}"),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    groups: &[Group],
+    caption: &str,
+    log: bool,
+    show: impl Fn(f64) -> String,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let values = || {
+        groups
+            .iter()
+            .flat_map(|g| g.values.iter().flatten().copied())
+    };
+    // Headroom above the tallest bar for its label and the legend.
+    let max = values().fold(1.0, f64::max) * if log { 25.0 } else { 1.35 };
+    let min = if log {
+        values().fold(max, f64::min).max(1.0) / 2.0
+    } else {
+        0.0
+    };
+    let x_range = -0.5..groups.len() as f64 - 0.5;
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(70);
+    let bar_width = 0.8 / PROXIES.len() as f64;
+    let bars = |index: usize, chart_min: f64| {
+        groups.iter().enumerate().filter_map(move |(g, group)| {
+            let value = group.values[index]?;
+            let left = g as f64 - 0.4 + bar_width * index as f64;
+            Some((left, chart_min, value))
+        })
+    };
+    macro_rules! draw_bars {
+        ($chart:expr, $floor:expr) => {{
+            let chart = &mut $chart;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .disable_x_axis()
+                .y_label_formatter(&|v| show(*v))
+                .draw()?;
+            for (index, (_, name, color)) in PROXIES.iter().enumerate() {
+                let color = *color;
+                chart
+                    .draw_series(bars(index, $floor).map(|(left, floor, value)| {
+                        Rectangle::new(
+                            [(left + 0.01, floor), (left + bar_width - 0.01, value)],
+                            color.filled(),
+                        )
+                    }))?
+                    .label(*name)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled())
+                    });
+                chart.draw_series(bars(index, $floor).map(|(left, _, value)| {
+                    EmptyElement::at((left + bar_width / 2.0, value))
+                        + Text::new(
+                            show(value),
+                            (0, -4),
+                            ("sans-serif", 11)
+                                .into_font()
+                                .color(&BLACK)
+                                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                        )
+                }))?;
+            }
+            chart.draw_series(groups.iter().enumerate().map(|(g, group)| {
+                EmptyElement::at((g as f64, $floor))
+                    + Text::new(
+                        group.label.clone(),
+                        (0, 8),
+                        ("sans-serif", 13)
+                            .into_font()
+                            .color(&BLACK)
+                            .pos(Pos::new(HPos::Center, VPos::Top)),
+                    )
+            }))?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK.mix(0.3))
+                .draw()?;
+        }};
+    }
+    if log {
+        let mut chart = builder.build_cartesian_2d(x_range, (min..max).log_scale())?;
+        draw_bars!(chart, min);
+    } else {
+        let mut chart = builder.build_cartesian_2d(x_range, min..max)?;
+        draw_bars!(chart, min);
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The load generator: `oha` (JSON output, HTTP/2, p99.9), or `wrk` where oha is missing.
+//!
+//! A load is a fixed number of connections sending back to back for a fixed time; what comes
+//! back is the count of 2xx answers, the error count, and latency percentiles in µs.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use crate::servers::HOST;
+
+#[derive(Clone, Debug)]
+pub enum Generator {
+    Oha(PathBuf),
+    Wrk(PathBuf),
+}
+
+impl Generator {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Generator::Oha(_) => "oha",
+            Generator::Wrk(_) => "wrk",
+        }
+    }
+}
+
+/// The generator for each kind of load: the cheapest one that can do it.
+///
+/// Per core, the load generator and the backend share one CPU; a generator that spends less
+/// CPU per request leaves more headroom before that side becomes the bottleneck. wrk spends
+/// less than oha over HTTP/1.1 (BENCHMARKS.md has the measurement), and only oha speaks h2c.
+#[derive(Clone, Debug)]
+pub struct Generators {
+    pub http1: Generator,
+    pub h2c: Option<Generator>,
+}
+
+impl Generators {
+    pub fn for_load(&self, load: &Load) -> Option<&Generator> {
+        match load.h2c_streams {
+            Some(_) => self.h2c.as_ref(),
+            None => Some(&self.http1),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.h2c {
+            Some(h2c) => format!("{} (HTTP/1.1), {} (h2c)", self.http1.name(), h2c.name()),
+            None => format!("{} (no h2c)", self.http1.name()),
+        }
+    }
+}
+
+/// What the clients do.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub connections: u32,
+    /// HTTP/2 without TLS, prior knowledge, with this many streams in flight per connection.
+    pub h2c_streams: Option<u32>,
+    /// A new connection for every request.
+    pub close: bool,
+    /// Path and query; `?size=N` makes the backend answer N bytes.
+    pub path: &'static str,
+}
+
+impl Load {
+    pub fn describe(&self) -> String {
+        let mut text = match self.h2c_streams {
+            Some(streams) => format!("h2c, {} connections × {streams} streams", self.connections),
+            None => format!("HTTP/1.1, {} connections", self.connections),
+        };
+        if self.close {
+            text.push_str(", new connection per request");
+        } else if self.h2c_streams.is_none() {
+            text.push_str(", keep-alive");
+        }
+        text.push_str(&format!(", GET {}", self.path));
+        text
+    }
+}
+
+/// What one load run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub ok: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+}
+
+impl Measured {
+    pub fn rps(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.ok as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Runs `load` against `port` for `duration`, pinned to `cpus` if given.
+pub fn run(
+    generator: &Generator,
+    load: &Load,
+    port: u16,
+    duration: Duration,
+    cpus: Option<&str>,
+    threads: usize,
+    dir: &Path,
+) -> Result<Measured, String> {
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpus]);
+            command
+        }
+        None => Command::new("env"),
+    };
+    match generator {
+        Generator::Oha(oha) => {
+            command
+                .arg(oha)
+                .args(["--no-tui", "--output-format", "json", "--no-color"])
+                .args(["-z", &format!("{}ms", duration.as_millis())])
+                .args(["-c", &load.connections.to_string()])
+                .args(["--worker-threads", &threads.to_string()])
+                // The URL names the bench host, so Host and :authority are what a client sends.
+                .args(["--connect-to", &format!("{HOST}:80:127.0.0.1:{port}")]);
+            if let Some(streams) = load.h2c_streams {
+                command.args(["--http2", "-p", &streams.to_string()]);
+            }
+            if load.close {
+                command.arg("--disable-keepalive");
+            }
+            command.arg(format!("http://{HOST}{}", load.path));
+            let output = command
+                .output()
+                .map_err(|e| format!("cannot run oha: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "oha failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            parse_oha(&output.stdout)
+        }
+        Generator::Wrk(wrk) => {
+            let script = dir.join("report.lua");
+            std::fs::write(&script, WRK_SCRIPT).map_err(|e| e.to_string())?;
+            command
+                .arg(wrk)
+                .args(["-t", &threads.to_string()])
+                .args(["-c", &load.connections.max(threads as u32).to_string()])
+                .args(["-d", &format!("{}s", duration.as_secs().max(1))])
+                .args(["-H", &format!("Host: {HOST}")]);
+            if load.close {
+                command.args(["-H", "Connection: close"]);
+            }
+            command
+                .arg("-s")
+                .arg(&script)
+                .arg(format!("http://127.0.0.1:{port}{}", load.path));
+            let output = command
+                .output()
+                .map_err(|e| format!("cannot run wrk: {e}"))?;
+            parse_wrk(&output.stdout)
+        }
+    }
+}
+
+fn parse_oha(stdout: &[u8]) -> Result<Measured, String> {
+    let report: serde_json::Value =
+        serde_json::from_slice(stdout).map_err(|e| format!("oha's JSON: {e}"))?;
+    let mut ok = 0;
+    let mut errors = 0;
+    if let Some(codes) = report["statusCodeDistribution"].as_object() {
+        for (code, count) in codes {
+            let count = count.as_u64().unwrap_or(0);
+            if code.starts_with('2') {
+                ok += count
+            } else {
+                errors += count
+            }
+        }
+    }
+    if let Some(kinds) = report["errorDistribution"].as_object() {
+        for (kind, count) in kinds {
+            // Requests cut off by the end of the run are not failures of the server.
+            if !kind.contains("deadline") {
+                errors += count.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    let percentile = |key: &str| {
+        report["latencyPercentiles"][key]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            * 1e6
+    };
+    Ok(Measured {
+        ok,
+        errors,
+        seconds: report["summary"]["total"].as_f64().unwrap_or(0.0),
+        p50_us: percentile("p50"),
+        p99_us: percentile("p99"),
+        p999_us: percentile("p99.9"),
+    })
+}
+
+/// Prints one JSON line at the end of a wrk run.
+const WRK_SCRIPT: &str = r#"
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.status + summary.errors.timeout
+  io.write(string.format(
+    '\n{"requests":%d,"errors":%d,"duration_us":%d,"p50":%d,"p99":%d,"p999":%d}\n',
+    summary.requests, errors, summary.duration, latency:percentile(50),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+"#;
+
+fn parse_wrk(stdout: &[u8]) -> Result<Measured, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("wrk printed no summary:\n{text}"))?;
+    let report: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("wrk's summary: {e}"))?;
+    let number = |key: &str| report[key].as_f64().unwrap_or(0.0);
+    let errors = number("errors") as u64;
+    Ok(Measured {
+        ok: (number("requests") as u64).saturating_sub(errors),
+        errors,
+        seconds: number("duration_us") / 1e6,
+        p50_us: number("p50"),
+        p99_us: number("p99"),
+        p999_us: number("p999"),
+    })
+}

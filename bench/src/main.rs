@@ -1,0 +1,644 @@
+//! `weir-bench`: runs Weir, nginx and HAProxy in turn in front of the same echo backend, under
+//! the same load, and reports each one's throughput, latency, CPU per request and peak memory,
+//! with the ratios Weir/nginx and Weir/HAProxy from the same run.
+//!
+//! `bench/run` installs the tools, builds the binaries and calls this; see BENCHMARKS.md for
+//! the method. Per core, the proxy runs alone on CPU 1 with one worker, the load generator and
+//! the backend share CPU 0; every run records how busy both CPUs were, so a result where the
+//! proxy was not the bottleneck shows itself.
+
+mod load;
+mod profile;
+mod report;
+mod servers;
+mod system;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use load::{Generator, Generators, Load, Measured};
+use servers::{Placement, Programs, Running, Target};
+
+const PROXIES: [Target; 3] = [Target::Weir, Target::Nginx, Target::Haproxy];
+const WITH_DIRECT: [Target; 4] = [Target::Direct, Target::Weir, Target::Nginx, Target::Haproxy];
+
+/// One thing measured: a placement, a table size and a load, against some targets.
+pub struct Scenario {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub placement: Placement,
+    pub routes: usize,
+    pub load: Load,
+    pub targets: &'static [Target],
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let small = Load {
+        connections: 64,
+        h2c_streams: None,
+        close: false,
+        path: "/?size=128",
+    };
+    vec![
+        Scenario {
+            key: "small",
+            title: "128 B response, keep-alive",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: small.clone(),
+            targets: &WITH_DIRECT,
+        },
+        Scenario {
+            key: "64k",
+            title: "64 KiB response, keep-alive",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: Load {
+                connections: 32,
+                path: "/?size=65536",
+                ..small.clone()
+            },
+            targets: &PROXIES,
+        },
+        Scenario {
+            key: "new-conn",
+            title: "new connection per request",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: Load {
+                connections: 32,
+                close: true,
+                ..small.clone()
+            },
+            targets: &PROXIES,
+        },
+        Scenario {
+            key: "h2c",
+            title: "HTTP/2 (h2c) to the proxy",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: Load {
+                connections: 8,
+                h2c_streams: Some(16),
+                ..small.clone()
+            },
+            targets: &PROXIES,
+        },
+        Scenario {
+            key: "routes-10k",
+            title: "10,000 routes in the table",
+            placement: Placement::PerCore,
+            routes: 10_000,
+            load: small.clone(),
+            targets: &PROXIES,
+        },
+        Scenario {
+            key: "one-conn",
+            title: "one connection (added latency)",
+            placement: Placement::OneCore,
+            routes: 1,
+            load: Load {
+                connections: 1,
+                ..small.clone()
+            },
+            targets: &WITH_DIRECT,
+        },
+        Scenario {
+            key: "all-cores",
+            title: "128 B, keep-alive, all cores",
+            placement: Placement::AllCores,
+            routes: 1,
+            load: Load {
+                connections: 128,
+                ..small
+            },
+            targets: &PROXIES,
+        },
+    ]
+}
+
+/// Command-line settings.
+pub struct Settings {
+    pub quick: bool,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub repeats: usize,
+    pub only: Option<Vec<String>>,
+    pub results: PathBuf,
+    pub markdown: Option<PathBuf>,
+    pub bin_dir: PathBuf,
+    pub generator: Option<String>,
+    pub command: String,
+}
+
+const USAGE: &str = "usage: weir-bench [--quick] [--duration SECS] [--warmup SECS] [--repeats N]
+                  [--only SCENARIO,...] [--results DIR] [--markdown FILE]
+                  [--bin-dir DIR] [--generator oha|wrk] [--command TEXT]
+scenarios: small 64k new-conn h2c routes-10k one-conn all-cores";
+
+fn parse_args() -> Result<Settings, String> {
+    let mut args = std::env::args().skip(1);
+    let mut settings = Settings {
+        quick: false,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        repeats: 3,
+        only: None,
+        results: PathBuf::from("bench/results"),
+        markdown: None,
+        bin_dir: PathBuf::from("target/release"),
+        generator: None,
+        command: "bench/run".into(),
+    };
+    let (mut duration, mut warmup, mut repeats) = (None, None, None);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        let seconds = |text: String| {
+            text.parse::<f64>()
+                .map(Duration::from_secs_f64)
+                .map_err(|_| format!("{text}: not a number of seconds"))
+        };
+        match arg.as_str() {
+            "--quick" => settings.quick = true,
+            "--duration" => duration = Some(seconds(value(&arg)?)?),
+            "--warmup" => warmup = Some(seconds(value(&arg)?)?),
+            "--repeats" => {
+                repeats = Some(
+                    value(&arg)?
+                        .parse()
+                        .map_err(|_| "--repeats: not a number")?,
+                )
+            }
+            "--only" => settings.only = Some(value(&arg)?.split(',').map(str::to_owned).collect()),
+            "--results" => settings.results = value(&arg)?.into(),
+            "--markdown" => settings.markdown = Some(value(&arg)?.into()),
+            "--bin-dir" => settings.bin_dir = value(&arg)?.into(),
+            "--generator" => settings.generator = Some(value(&arg)?),
+            "--command" => settings.command = value(&arg)?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if settings.quick {
+        settings.duration = Duration::from_secs(4);
+        settings.warmup = Duration::from_secs(1);
+        settings.repeats = 1;
+    }
+    settings.duration = duration.unwrap_or(settings.duration);
+    settings.warmup = warmup.unwrap_or(settings.warmup);
+    settings.repeats = repeats.unwrap_or(settings.repeats).max(1);
+    Ok(settings)
+}
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("profile") {
+        return match run_profile() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("weir-bench profile: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let settings = match parse_args() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("weir-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const PROFILE_USAGE: &str = "usage: weir-bench profile [--scenario KEY] [--seconds N] [--counts-only] [--out DIR] [--bin-dir DIR] [TARGET...]
+targets: weir nginx haproxy (default: all three)";
+
+/// `weir-bench profile`: system calls and a sampled profile per request (see profile.rs).
+fn run_profile() -> Result<(), String> {
+    let mut args = std::env::args().skip(2);
+    let mut scenario_key = "small".to_owned();
+    let mut settings = profile::ProfileSettings {
+        seconds: 5,
+        out: PathBuf::from("target/bench/profile"),
+        targets: Vec::new(),
+        counts_only: false,
+    };
+    let mut bin_dir = PathBuf::from("target/release");
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{PROFILE_USAGE}"))
+        };
+        match arg.as_str() {
+            "--scenario" => scenario_key = value()?,
+            "--seconds" => {
+                settings.seconds = value()?.parse().map_err(|_| "--seconds: not a number")?
+            }
+            "--out" => settings.out = value()?.into(),
+            "--bin-dir" => bin_dir = value()?.into(),
+            "--counts-only" => settings.counts_only = true,
+            "weir" => settings.targets.push(Target::Weir),
+            "nginx" => settings.targets.push(Target::Nginx),
+            "haproxy" => settings.targets.push(Target::Haproxy),
+            _ => return Err(PROFILE_USAGE.into()),
+        }
+    }
+    if settings.targets.is_empty() {
+        settings.targets = PROXIES.to_vec();
+    }
+    let scenario = scenarios()
+        .into_iter()
+        .find(|s| s.key == scenario_key)
+        .ok_or_else(|| format!("no scenario {scenario_key}"))?;
+    let (programs, generators) = tools(&bin_dir, None)?;
+    let work = std::env::temp_dir().join(format!("weir-bench-profile.{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let result = profile::run(&settings, &scenario, &programs, &generators, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// The programs to start and the load generators to use.
+fn tools(bin_dir: &Path, generator: Option<&str>) -> Result<(Programs, Generators), String> {
+    let programs = Programs {
+        weir: bin_dir.join("weir"),
+        echo: bin_dir.join("weir-echo"),
+        nginx: which("nginx").ok_or("nginx is not installed (bench/run installs it)")?,
+        haproxy: which("haproxy").ok_or("haproxy is not installed (bench/run installs it)")?,
+    };
+    for program in [&programs.weir, &programs.echo] {
+        if !program.is_file() {
+            return Err(format!(
+                "{} is missing: cargo build --release -p weir-gateway -p weir-echo",
+                program.display()
+            ));
+        }
+    }
+    let oha = which("oha").map(Generator::Oha);
+    let wrk = which("wrk").map(Generator::Wrk);
+    let generators = match generator {
+        Some("oha") => {
+            let oha = oha.ok_or("oha is not installed")?;
+            Generators {
+                http1: oha.clone(),
+                h2c: Some(oha),
+            }
+        }
+        Some("wrk") => Generators {
+            http1: wrk.ok_or("wrk is not installed")?,
+            h2c: None,
+        },
+        None => Generators {
+            http1: wrk
+                .or_else(|| oha.clone())
+                .ok_or("neither wrk nor oha is installed (bench/run installs them)")?,
+            h2c: oha,
+        },
+        Some(other) => return Err(format!("unknown generator {other}: oha or wrk")),
+    };
+    if which("taskset").is_none() {
+        return Err("taskset (util-linux) is needed to pin processes".into());
+    }
+
+    Ok((programs, generators))
+}
+
+/// Finds a program on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}
+
+fn run(settings: &Settings) -> Result<(), String> {
+    let (programs, generators) = tools(&settings.bin_dir, settings.generator.as_deref())?;
+    let work = std::env::temp_dir().join(format!("weir-bench.{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let started = std::time::Instant::now();
+    let mut header = report::Header::collect(settings, &programs, &generators);
+    println!(
+        "weir-bench: {} mode, {:?} per run after {:?} of warm-up, {} repeat(s), load generators {}",
+        if settings.quick { "quick" } else { "full" },
+        settings.duration,
+        settings.warmup,
+        settings.repeats,
+        generators.describe(),
+    );
+    println!(
+        "before the run: CPUs {} busy over 3 s, load average {:.2}",
+        header.busy_before, header.load_before
+    );
+
+    let mut results = Vec::new();
+    for scenario in scenarios() {
+        if let Some(only) = &settings.only
+            && !only.iter().any(|o| o == scenario.key)
+        {
+            continue;
+        }
+        let Some(generator) = generators.for_load(&scenario.load) else {
+            println!(
+                "\n== {}: skipped, no load generator for it (h2c needs oha)",
+                scenario.key
+            );
+            continue;
+        };
+        let result = run_scenario(&scenario, settings, &programs, generator, &work)?;
+        report::print_scenario(&result);
+        results.push(result);
+    }
+    let memory = if settings.only.is_none() {
+        measure_memory(&programs, &generators.http1, &work)?
+    } else {
+        Vec::new()
+    };
+    header.load_after = system::load_average();
+    header.elapsed = started.elapsed();
+    let _ = std::fs::remove_dir_all(&work);
+
+    let summary = report::Summary {
+        header,
+        scenarios: results,
+        memory,
+    };
+    summary.print_ratios();
+    let paths = summary.write(settings)?;
+    println!("\nresults: {}", paths.json.display());
+    if let Some(markdown) = &settings.markdown {
+        summary.update_markdown(markdown, &paths)?;
+        println!("updated {}", markdown.display());
+    }
+    Ok(())
+}
+
+/// One measured run of one target.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    pub measured: Measured,
+    /// CPU seconds the proxy (every process and thread of it) used during the run.
+    pub proxy_cpu_seconds: f64,
+    /// The proxy's CPU time over wall time: 1.0 is one core saturated.
+    pub proxy_cores: f64,
+    /// How busy the load generator's and backend's side was: CPU 0 per core, the whole
+    /// machine on all cores.
+    pub client_side_busy: f64,
+    /// How busy the proxy's CPU was in all (CPU 1 per core).
+    pub proxy_side_busy: f64,
+    pub peak_rss_kib: u64,
+}
+
+impl Run {
+    /// Requests per second of the proxy's own CPU time: what one saturated core would serve.
+    /// Equal to req/s when the proxy's core was saturated, and the fair per-core figure
+    /// when the load generator's side was the limit instead.
+    pub fn per_core(&self) -> f64 {
+        if self.proxy_cpu_seconds > 0.0 {
+            self.measured.ok as f64 / self.proxy_cpu_seconds
+        } else {
+            f64::NAN
+        }
+    }
+
+    pub fn cpu_per_1k(&self) -> f64 {
+        if self.measured.ok == 0 {
+            f64::NAN
+        } else {
+            self.proxy_cpu_seconds / (self.measured.ok as f64 / 1000.0)
+        }
+    }
+}
+
+/// A scenario's runs, per target, in the order they were made.
+pub struct ScenarioResult {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub placement: Placement,
+    pub routes: usize,
+    pub load: Load,
+    pub runs: Vec<(Target, Vec<Run>)>,
+}
+
+impl ScenarioResult {
+    /// The run with the median throughput, the one reported.
+    pub fn median(&self, target: Target) -> Option<&Run> {
+        let (_, runs) = self.runs.iter().find(|(t, _)| *t == target)?;
+        let mut sorted: Vec<&Run> = runs.iter().collect();
+        sorted.sort_by(|a, b| a.measured.rps().total_cmp(&b.measured.rps()));
+        sorted.get(sorted.len() / 2).copied()
+    }
+}
+
+fn run_scenario(
+    scenario: &Scenario,
+    settings: &Settings,
+    programs: &Programs,
+    generator: &Generator,
+    work: &Path,
+) -> Result<ScenarioResult, String> {
+    println!(
+        "\n== {}: {} — {}, {} route(s), {}",
+        scenario.key,
+        scenario.title,
+        scenario.placement.key(),
+        scenario.routes,
+        scenario.load.describe()
+    );
+    let dir = work.join(scenario.key);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut backend = servers::start_backend(programs, scenario.placement, &dir)?;
+    let mut runs: Vec<(Target, Vec<Run>)> =
+        scenario.targets.iter().map(|t| (*t, Vec::new())).collect();
+    // Rounds: each target once per round, so a slow drift in the machine hits all alike.
+    for round in 0..settings.repeats {
+        for (target, target_runs) in &mut runs {
+            let run = measure(
+                *target, scenario, settings, programs, generator, &backend, &dir,
+            )
+            .map_err(|e| format!("{} / {}: {e}", scenario.key, target.label()))?;
+            println!(
+                "   {:<15} round {}: {:>9.0} req/s  p99 {:>8.0} µs  proxy {:>4.0}% of a core  client side {:>3.0}% busy",
+                target.label(),
+                round + 1,
+                run.measured.rps(),
+                run.measured.p99_us,
+                run.proxy_cores * 100.0,
+                run.client_side_busy * 100.0,
+            );
+            target_runs.push(run);
+        }
+    }
+    backend.stop();
+    Ok(ScenarioResult {
+        key: scenario.key,
+        title: scenario.title,
+        placement: scenario.placement,
+        routes: scenario.routes,
+        load: scenario.load.clone(),
+        runs,
+    })
+}
+
+/// Starts the target, warms it up, measures one run, stops it.
+fn measure(
+    target: Target,
+    scenario: &Scenario,
+    settings: &Settings,
+    programs: &Programs,
+    generator: &Generator,
+    backend: &Running,
+    dir: &Path,
+) -> Result<Run, String> {
+    let placement = scenario.placement;
+    let mut proxy = match target {
+        Target::Direct => None,
+        _ => {
+            let mut proxy = servers::start_proxy(
+                target,
+                programs,
+                placement,
+                backend.port,
+                scenario.routes,
+                dir,
+            )?;
+            servers::wait_ready(&mut proxy, Duration::from_secs(120))?;
+            Some(proxy)
+        }
+    };
+    let port = match (&proxy, scenario.load.h2c_streams) {
+        (Some(proxy), Some(_)) => proxy.h2c_port,
+        (Some(proxy), None) => proxy.port,
+        (None, _) => backend.port,
+    };
+    let measured_pid = proxy.as_ref().map_or(backend.pid(), Running::pid);
+    let threads = placement.workers();
+    let client_cpus = placement.client_cpus();
+
+    load::run(
+        generator,
+        &scenario.load,
+        port,
+        settings.warmup,
+        client_cpus,
+        threads,
+        dir,
+    )?;
+    let cpu_before = system::tree_cpu_ticks(measured_pid);
+    let machine_before = system::CpuSample::now();
+    let measured = load::run(
+        generator,
+        &scenario.load,
+        port,
+        settings.duration,
+        client_cpus,
+        threads,
+        dir,
+    )?;
+    let machine_busy = system::CpuSample::now().busy_since(&machine_before);
+    let cpu_ticks = system::tree_cpu_ticks(measured_pid).saturating_sub(cpu_before);
+    let peak_rss_kib = system::tree_peak_rss_kib(measured_pid);
+    if let Some(proxy) = &mut proxy {
+        proxy.stop();
+    }
+
+    if measured.ok == 0 {
+        return Err(format!(
+            "no successful request ({} errors)",
+            measured.errors
+        ));
+    }
+    let proxy_cpu_seconds = cpu_ticks as f64 / system::TICKS_PER_SECOND;
+    let mean = |cpus: &[f64]| cpus.iter().sum::<f64>() / cpus.len().max(1) as f64;
+    let (client_side_busy, proxy_side_busy) = match placement {
+        Placement::PerCore => (
+            machine_busy.first().copied().unwrap_or(0.0),
+            machine_busy.get(1).copied().unwrap_or(0.0),
+        ),
+        Placement::OneCore => {
+            let busy = machine_busy.first().copied().unwrap_or(0.0);
+            (busy, busy)
+        }
+        Placement::AllCores => (mean(&machine_busy), mean(&machine_busy)),
+    };
+    Ok(Run {
+        proxy_cores: proxy_cpu_seconds / measured.seconds.max(1e-9),
+        measured,
+        proxy_cpu_seconds,
+        client_side_busy,
+        proxy_side_busy,
+        peak_rss_kib,
+    })
+}
+
+/// Resident memory of each proxy with a loaded table, idle and after some traffic.
+pub struct MemoryResult {
+    pub target: Target,
+    pub routes: usize,
+    pub idle_rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+fn measure_memory(
+    programs: &Programs,
+    generator: &Generator,
+    work: &Path,
+) -> Result<Vec<MemoryResult>, String> {
+    println!("\n== memory: resident set with the table loaded, idle and after 2 s of load");
+    let dir = work.join("memory");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let placement = Placement::PerCore;
+    let mut backend = servers::start_backend(programs, placement, &dir)?;
+    let load = Load {
+        connections: 64,
+        h2c_streams: None,
+        close: false,
+        path: "/?size=128",
+    };
+    let mut results = Vec::new();
+    for routes in [1_000, 10_000] {
+        for target in PROXIES {
+            let mut proxy =
+                servers::start_proxy(target, programs, placement, backend.port, routes, &dir)?;
+            servers::wait_ready(&mut proxy, Duration::from_secs(120))?;
+            std::thread::sleep(Duration::from_millis(300));
+            let idle_rss_kib = system::tree_rss_kib(proxy.pid());
+            load::run(
+                generator,
+                &load,
+                proxy.port,
+                Duration::from_secs(2),
+                placement.client_cpus(),
+                1,
+                &dir,
+            )?;
+            let peak_rss_kib = system::tree_peak_rss_kib(proxy.pid());
+            proxy.stop();
+            println!(
+                "   {:<8} {:>6} routes: {:>6.1} MiB idle, {:>6.1} MiB peak",
+                target.label(),
+                routes,
+                idle_rss_kib as f64 / 1024.0,
+                peak_rss_kib as f64 / 1024.0
+            );
+            results.push(MemoryResult {
+                target,
+                routes,
+                idle_rss_kib,
+                peak_rss_kib,
+            });
+        }
+    }
+    backend.stop();
+    Ok(results)
+}
