@@ -513,6 +513,11 @@ mod tests {
         reconciler
     }
 
+    /// Route `echo`: any host, prefix `/`, to Service `echo` port 8080.
+    fn echo_route() -> Object {
+        fixtures::route("default", "echo", &[], "/", IntOrString::Int(8080))
+    }
+
     fn echo_backend() -> Vec<Object> {
         vec![
             fixtures::service("default", "echo", &[("http", 8080)]),
@@ -573,7 +578,7 @@ mod tests {
         let objects = vec![
             fixtures::service("default", "echo", &[("http", 8080)]),
             slice,
-            fixtures::route("default", "echo", &[], "/", IntOrString::Int(8080)),
+            echo_route(),
         ];
         let snapshot = reconciler_with(objects).snapshot();
         assert_eq!(snapshot.routes[0].rules[0].backends[0].endpoints.len(), 1);
@@ -673,13 +678,7 @@ mod tests {
     #[test]
     fn an_unrelated_change_reuses_the_compiled_route() {
         let mut objects = echo_backend();
-        objects.push(fixtures::route(
-            "default",
-            "echo",
-            &[],
-            "/",
-            IntOrString::Int(8080),
-        ));
+        objects.push(echo_route());
         let mut reconciler = reconciler_with(objects);
         let first = reconciler.snapshot();
         reconciler.handle(SourceEvent::Apply {
@@ -694,13 +693,7 @@ mod tests {
     #[test]
     fn a_change_to_a_referenced_services_slices_recompiles_the_route() {
         let mut objects = echo_backend();
-        objects.push(fixtures::route(
-            "default",
-            "echo",
-            &[],
-            "/",
-            IntOrString::Int(8080),
-        ));
+        objects.push(echo_route());
         let mut reconciler = reconciler_with(objects);
         let first = reconciler.snapshot();
         reconciler.handle(SourceEvent::Apply {
@@ -720,13 +713,7 @@ mod tests {
     fn a_slice_moving_to_another_service_updates_both() {
         let mut objects = echo_backend();
         objects.push(fixtures::service("default", "other", &[("http", 8080)]));
-        objects.push(fixtures::route(
-            "default",
-            "echo",
-            &[],
-            "/",
-            IntOrString::Int(8080),
-        ));
+        objects.push(echo_route());
         let mut other_route = fixtures::route("default", "other", &[], "/", IntOrString::Int(8080));
         if let Object::Route(r) = &mut other_route {
             Arc::make_mut(r).spec.rules[0].backends[0].service.name = "other".into();

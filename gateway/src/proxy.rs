@@ -134,19 +134,22 @@ impl Proxy {
         // Phase 1: route. This Arc keeps the table whole for the rest of the request.
         let table = self.table.load_full();
         let host = host_of(&request);
+        let host_name = host
+            .as_ref()
+            .and_then(|h| h.value().to_str().ok())
+            .unwrap_or_default();
         let Some(target) = table.find(
-            host.as_ref()
-                .and_then(|h| h.value().to_str().ok())
-                .unwrap_or_default(),
+            host_name,
             request.method(),
             request.uri().path(),
             request.headers(),
         ) else {
-            let host = host
-                .as_ref()
-                .and_then(|h| h.value().to_str().ok())
-                .unwrap_or_default();
-            tracing::info!(host, path = request.uri().path(), status = 404, "no route");
+            tracing::info!(
+                host = host_name,
+                path = request.uri().path(),
+                status = 404,
+                "no route"
+            );
             table
                 .unmatched_metrics
                 .record(StatusCode::NOT_FOUND, started.elapsed());
