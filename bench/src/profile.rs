@@ -21,8 +21,10 @@ use crate::{
     system,
 };
 
-const SYSCALLS: [&str; 15] = [
+const SYSCALLS: [&str; 16] = [
     "read",
+    // Envoy reads with readv, until EAGAIN.
+    "readv",
     "recvfrom",
     "write",
     "writev",

@@ -2,7 +2,8 @@
 //! results section of BENCHMARKS.md (between its `bench:results` markers).
 //!
 //! Every figure of a target is from its median-throughput run; the ratios compare runs of
-//! the same invocation, never figures from different days.
+//! the same invocation, never figures from different days. "Per core" figures are requests
+//! per proxy CPU-second (see `Run::per_cpu_second`), and are labelled so.
 
 use std::{
     fmt::Write as _,
@@ -18,6 +19,9 @@ use crate::{
     servers::{Placement, Programs, Target},
     system,
 };
+
+/// The proxies Weir is compared with, in the order of the tables.
+const OTHERS: [Target; 3] = [Target::Nginx, Target::Haproxy, Target::Envoy];
 
 /// The targets Weir is held to (issue #4); benchmarks, not tests: a miss is reported, not fatal.
 const TARGET_VS_NGINX: f64 = 1.3;
@@ -66,6 +70,12 @@ impl Header {
                 "weir_commit": system::command_line("git", &["rev-parse", "--short", "HEAD"]),
                 "nginx": version(&programs.nginx, "-v"),
                 "haproxy": version(&programs.haproxy, "-v"),
+                "envoy": programs.envoy.as_deref().and_then(envoy_version),
+                "weir_baseline": programs.weir_baseline.as_ref().map(|path| format!(
+                    "{} ({})",
+                    path.display(),
+                    version(path, "--version").unwrap_or_default()
+                )),
                 "load_generators": generator_versions.join(", "),
                 "rustc": system::command_line("rustc", &["--version"]),
             }),
@@ -81,6 +91,18 @@ impl Header {
             elapsed: Duration::ZERO,
         }
     }
+}
+
+/// `Envoy 1.40.0`, from `envoy --version`, which prints an empty line, then the binary's path,
+/// `version:` and `<commit>/<version>/<status>/<build>/<TLS library>`.
+fn envoy_version(envoy: &Path) -> Option<String> {
+    let output = std::process::Command::new(envoy)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let build = text.split("version:").nth(1)?.trim();
+    Some(format!("Envoy {}", build.split('/').nth(1)?))
 }
 
 /// Per-CPU busy share over 3 s, e.g. `2% / 1%`.
@@ -120,10 +142,10 @@ fn format_ratio(r: Option<f64>) -> String {
 
 pub fn print_scenario(result: &ScenarioResult) {
     println!(
-        "   {:<15} {:>10} {:>11} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>7}",
+        "   {:<15} {:>10} {:>15} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>7}",
         "",
         "req/s",
-        "per core",
+        "req/proxy CPU-s",
         "p50 µs",
         "p99 µs",
         "p99.9 µs",
@@ -137,7 +159,7 @@ pub fn print_scenario(result: &ScenarioResult) {
             continue;
         };
         let m = &run.measured;
-        let (per_core, cpu, rss, proxy) = if *target == Target::Direct {
+        let (per_cpu_second, cpu, rss, proxy) = if *target == Target::Direct {
             (
                 "–".to_owned(),
                 "–".to_owned(),
@@ -146,17 +168,17 @@ pub fn print_scenario(result: &ScenarioResult) {
             )
         } else {
             (
-                format!("{:.0}", run.per_core()),
+                format!("{:.0}", run.per_cpu_second()),
                 format!("{:.4}", run.cpu_per_1k()),
                 format!("{:.1}", mib(run.peak_rss_kib)),
                 format!("{:.0}%", run.proxy_cores * 100.0),
             )
         };
         println!(
-            "   {:<15} {:>10.0} {:>11} {:>9.0} {:>9.0} {:>9.0} {:>10} {:>9} {:>7} {:>6.0}%{}",
+            "   {:<15} {:>10.0} {:>15} {:>9.0} {:>9.0} {:>9.0} {:>10} {:>9} {:>7} {:>6.0}%{}",
             target.label(),
             m.rps(),
-            per_core,
+            per_cpu_second,
             m.p50_us,
             m.p99_us,
             m.p999_us,
@@ -171,40 +193,92 @@ pub fn print_scenario(result: &ScenarioResult) {
             },
         );
     }
-    let (vs_nginx, vs_haproxy) = rps_ratios(result);
-    let (core_vs_nginx, core_vs_haproxy) = per_core_ratios(result);
-    println!(
-        "   Weir/nginx {} (per core {})   Weir/HAProxy {} (per core {})",
-        format_ratio(vs_nginx),
-        format_ratio(core_vs_nginx),
-        format_ratio(vs_haproxy),
-        format_ratio(core_vs_haproxy)
-    );
+    let compared: Vec<String> = OTHERS
+        .iter()
+        .filter(|other| result.median(**other).is_some())
+        .map(|&other| {
+            format!(
+                "Weir/{} {} req/s, {} req per proxy CPU-s",
+                other.label(),
+                format_ratio(rps_ratio(result, other)),
+                format_ratio(per_cpu_second_ratio(result, other))
+            )
+        })
+        .collect();
+    println!("   {}", compared.join("   "));
+    if let Some(line) = baseline_line(result) {
+        println!("   Weir vs baseline: {line}");
+    }
 }
 
-fn per_core(result: &ScenarioResult, target: Target) -> Option<f64> {
-    result.median(target).map(Run::per_core)
+fn per_cpu_second(result: &ScenarioResult, target: Target) -> Option<f64> {
+    result.median(target).map(Run::per_cpu_second)
 }
 
-/// Weir's requests per CPU-second over nginx's and HAProxy's.
-fn per_core_ratios(result: &ScenarioResult) -> (Option<f64>, Option<f64>) {
-    let weir = per_core(result, Target::Weir).unwrap_or(f64::NAN);
-    (
-        per_core(result, Target::Nginx).and_then(|n| ratio(weir, n)),
-        per_core(result, Target::Haproxy).and_then(|h| ratio(weir, h)),
-    )
+/// Weir's requests per proxy CPU-second over `other`'s.
+fn per_cpu_second_ratio(result: &ScenarioResult, other: Target) -> Option<f64> {
+    let weir = per_cpu_second(result, Target::Weir)?;
+    per_cpu_second(result, other).and_then(|o| ratio(weir, o))
 }
 
 fn rps(result: &ScenarioResult, target: Target) -> Option<f64> {
     result.median(target).map(|r| r.measured.rps())
 }
 
-fn rps_ratios(result: &ScenarioResult) -> (Option<f64>, Option<f64>) {
-    let weir = rps(result, Target::Weir).unwrap_or(f64::NAN);
-    (
-        rps(result, Target::Nginx).and_then(|n| ratio(weir, n)),
-        rps(result, Target::Haproxy).and_then(|h| ratio(weir, h)),
-    )
+/// Weir's req/s over `other`'s.
+fn rps_ratio(result: &ScenarioResult, other: Target) -> Option<f64> {
+    let weir = rps(result, Target::Weir)?;
+    rps(result, other).and_then(|o| ratio(weir, o))
+}
+
+/// The current Weir against the baseline binary in one scenario, from their median runs.
+struct VsBaseline {
+    rps: f64,
+    baseline_rps: f64,
+    cpu_per_1k: f64,
+    baseline_cpu_per_1k: f64,
+}
+
+impl VsBaseline {
+    fn of(result: &ScenarioResult) -> Option<Self> {
+        let weir = result.median(Target::Weir)?;
+        let baseline = result.median(Target::WeirBaseline)?;
+        Some(Self {
+            rps: weir.measured.rps(),
+            baseline_rps: baseline.measured.rps(),
+            cpu_per_1k: weir.cpu_per_1k(),
+            baseline_cpu_per_1k: baseline.cpu_per_1k(),
+        })
+    }
+
+    fn rps_ratio(&self) -> Option<f64> {
+        ratio(self.rps, self.baseline_rps)
+    }
+
+    /// How much more (positive) or less (negative) proxy CPU per request the current build
+    /// uses than the baseline, in percent.
+    fn cpu_change_percent(&self) -> Option<f64> {
+        ratio(self.cpu_per_1k, self.baseline_cpu_per_1k).map(|r| (r - 1.0) * 100.0)
+    }
+}
+
+fn format_percent(change: Option<f64>) -> String {
+    change.map_or("–".into(), |c| format!("{c:+.1}%"))
+}
+
+/// `req/s 1.02× (70100 vs 68700), proxy CPU per request -1.8% (…)`: Weir against the baseline.
+fn baseline_line(result: &ScenarioResult) -> Option<String> {
+    let vs = VsBaseline::of(result)?;
+    Some(format!(
+        "req/s {} ({:.0} vs {:.0}), proxy CPU per request {} \
+         ({:.4} vs {:.4} CPU s/1k)",
+        format_ratio(vs.rps_ratio()),
+        vs.rps,
+        vs.baseline_rps,
+        format_percent(vs.cpu_change_percent()),
+        vs.cpu_per_1k,
+        vs.baseline_cpu_per_1k
+    ))
 }
 
 /// One target of issue #4, as measured.
@@ -227,13 +301,19 @@ impl Summary {
             .iter()
             .filter(|s| s.placement != Placement::AllCores)
         {
-            let (vs_nginx, vs_haproxy) = per_core_ratios(result);
+            let (vs_nginx, vs_haproxy) = (
+                per_cpu_second_ratio(result, Target::Nginx),
+                per_cpu_second_ratio(result, Target::Haproxy),
+            );
             // One connection measures latency; its throughput is one request at a time.
             if result.load.connections > 1
                 && let (Some(n), Some(h)) = (vs_nginx, vs_haproxy)
             {
                 checks.push(Check {
-                    name: format!("{}: req per CPU-second vs nginx / HAProxy", result.key),
+                    name: format!(
+                        "{}: req per proxy CPU-second vs nginx / HAProxy",
+                        result.key
+                    ),
                     measured: format!("{n:.2}× / {h:.2}×"),
                     goal: format!("≥ {TARGET_VS_NGINX}× / ≥ {TARGET_VS_HAPROXY}×"),
                     met: n >= TARGET_VS_NGINX && h >= TARGET_VS_HAPROXY,
@@ -289,34 +369,10 @@ impl Summary {
         checks
     }
 
+    /// The ratio table, Weir against the baseline if there is one, and the targets.
     pub fn print_ratios(&self) {
-        println!("\n== ratios (median runs of this invocation)");
-        println!(
-            "   {:<12} {:>9} {:>9} {:>9} {:>11} {:>13} {:>17} {:>19}",
-            "scenario",
-            "Weir",
-            "nginx",
-            "HAProxy",
-            "Weir/nginx",
-            "Weir/HAProxy",
-            "per core W/nginx",
-            "per core W/HAProxy"
-        );
-        for result in &self.scenarios {
-            let (vs_nginx, vs_haproxy) = rps_ratios(result);
-            let (core_vs_nginx, core_vs_haproxy) = per_core_ratios(result);
-            let show = |t| rps(result, t).map_or("–".into(), |r| format!("{r:.0}"));
-            println!(
-                "   {:<12} {:>9} {:>9} {:>9} {:>11} {:>13} {:>17} {:>19}",
-                result.key,
-                show(Target::Weir),
-                show(Target::Nginx),
-                show(Target::Haproxy),
-                format_ratio(vs_nginx),
-                format_ratio(vs_haproxy),
-                format_ratio(core_vs_nginx),
-                format_ratio(core_vs_haproxy)
-            );
+        if !self.scenarios.is_empty() {
+            self.print_ratio_table();
         }
         println!("\n== targets");
         for check in self.checks() {
@@ -336,6 +392,62 @@ impl Summary {
         );
     }
 
+    fn print_ratio_table(&self) {
+        println!("\n== ratios (median runs of this invocation)");
+        println!(
+            "   {:<12} {:<40} {:<25} Weir/… in req per proxy CPU-second",
+            "", "req/s", "Weir/… in req/s"
+        );
+        println!(
+            "   {:<12} {:>9} {:>9} {:>9} {:>9}  {:>7} {:>8} {:>7}  {:>7} {:>8} {:>7}",
+            "scenario",
+            "Weir",
+            "nginx",
+            "HAProxy",
+            "Envoy",
+            "nginx",
+            "HAProxy",
+            "Envoy",
+            "nginx",
+            "HAProxy",
+            "Envoy"
+        );
+        for result in &self.scenarios {
+            let show = |t| rps(result, t).map_or("–".into(), |r| format!("{r:.0}"));
+            let [rps_nginx, rps_haproxy, rps_envoy] =
+                OTHERS.map(|other| format_ratio(rps_ratio(result, other)));
+            let [cpu_nginx, cpu_haproxy, cpu_envoy] =
+                OTHERS.map(|other| format_ratio(per_cpu_second_ratio(result, other)));
+            println!(
+                "   {:<12} {:>9} {:>9} {:>9} {:>9}  {:>7} {:>8} {:>7}  {:>7} {:>8} {:>7}",
+                result.key,
+                show(Target::Weir),
+                show(Target::Nginx),
+                show(Target::Haproxy),
+                show(Target::Envoy),
+                rps_nginx,
+                rps_haproxy,
+                rps_envoy,
+                cpu_nginx,
+                cpu_haproxy,
+                cpu_envoy
+            );
+        }
+        if self.scenarios.iter().any(|s| VsBaseline::of(s).is_some()) {
+            println!(
+                "\n== Weir vs baseline ({}); CPU per request: + is more proxy CPU than the baseline",
+                self.header.versions["weir_baseline"]
+                    .as_str()
+                    .unwrap_or("?")
+            );
+            for result in &self.scenarios {
+                if let Some(line) = baseline_line(result) {
+                    println!("   {:<12} {line}", result.key);
+                }
+            }
+        }
+    }
+
     fn to_json(&self) -> Value {
         let scenarios: Vec<Value> = self
             .scenarios
@@ -350,8 +462,29 @@ impl Summary {
                     entry["runs"] = runs.iter().map(|r| run_json(r, *target)).collect();
                     targets.insert(target.key().into(), entry);
                 }
-                let (vs_nginx, vs_haproxy) = rps_ratios(result);
-                let (core_vs_nginx, core_vs_haproxy) = per_core_ratios(result);
+                let mut ratios = serde_json::Map::new();
+                for other in OTHERS {
+                    // `per_core` keys: requests per proxy CPU-second, as in earlier results.
+                    for (figure, value) in [
+                        ("rps", rps_ratio(result, other)),
+                        ("per_core", per_cpu_second_ratio(result, other)),
+                    ] {
+                        ratios.insert(
+                            format!("weir_{}_{figure}", other.key()),
+                            json!(value.map(|r| round(r, 3))),
+                        );
+                    }
+                }
+                if let Some(vs) = VsBaseline::of(result) {
+                    ratios.insert(
+                        "weir_vs_baseline_rps".into(),
+                        json!(vs.rps_ratio().map(|r| round(r, 3))),
+                    );
+                    ratios.insert(
+                        "weir_vs_baseline_cpu_per_request_change_percent".into(),
+                        json!(vs.cpu_change_percent().map(|c| round(c, 1))),
+                    );
+                }
                 json!({
                     "key": result.key,
                     "title": result.title,
@@ -365,12 +498,7 @@ impl Summary {
                         "path": result.load.path,
                     },
                     "results": targets,
-                    "ratios": {
-                        "weir_nginx_rps": vs_nginx.map(|r| round(r, 3)),
-                        "weir_haproxy_rps": vs_haproxy.map(|r| round(r, 3)),
-                        "weir_nginx_per_core": core_vs_nginx.map(|r| round(r, 3)),
-                        "weir_haproxy_per_core": core_vs_haproxy.map(|r| round(r, 3)),
-                    },
+                    "ratios": ratios,
                 })
             })
             .collect();
@@ -488,14 +616,20 @@ impl Summary {
         );
         let _ = writeln!(
             md,
-            "- Versions: {} (commit {}), {}, {}, {}; {}",
+            "- Versions: {} (commit {}), {}, {}, {}, {}; {}",
             text(&v["weir"]),
             text(&v["weir_commit"]),
             text(&v["nginx"]),
             text(&v["haproxy"]).split(" - ").next().unwrap_or("?"),
+            v["envoy"]
+                .as_str()
+                .unwrap_or("Envoy not installed, skipped"),
             text(&v["load_generators"]),
             text(&v["rustc"])
         );
+        if let Some(baseline) = v["weir_baseline"].as_str() {
+            let _ = writeln!(md, "- Baseline Weir: {baseline}");
+        }
         let _ = writeln!(
             md,
             "- Each figure: the median of {} runs of {} s (after {} s of warm-up), proxies interleaved\n",
@@ -503,7 +637,7 @@ impl Summary {
         );
         let _ = writeln!(md, "![req/s and p99 latency per scenario]({chart_path})\n");
         md.push_str(
-            "| scenario | proxy | req/s | req/s per core | p50 µs | p99 µs | p99.9 µs | CPU s / 1k req | peak RSS MiB | proxy CPU | client-side CPU |\n\
+            "| scenario | proxy | req/s | req per proxy CPU-second | p50 µs | p99 µs | p99.9 µs | CPU s / 1k req | peak RSS MiB | proxy CPU | client-side CPU |\n\
              |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         for result in &self.scenarios {
@@ -525,7 +659,7 @@ impl Summary {
                     result.key,
                     target.label(),
                     m.rps(),
-                    proxy_only(format!("{:.0}", run.per_core())),
+                    proxy_only(format!("{:.0}", run.per_cpu_second())),
                     m.p50_us,
                     m.p99_us,
                     m.p999_us,
@@ -537,25 +671,47 @@ impl Summary {
             }
         }
         md.push_str(
-            "\n| scenario | what | Weir/nginx req/s | Weir/HAProxy req/s | Weir/nginx per core | Weir/HAProxy per core |\n\
-             |---|---|--:|--:|--:|--:|\n",
+            "\n| scenario | what | Weir/nginx req/s | Weir/HAProxy req/s | Weir/Envoy req/s \
+             | Weir/nginx req per proxy CPU-s | Weir/HAProxy req per proxy CPU-s \
+             | Weir/Envoy req per proxy CPU-s |\n|---|---|--:|--:|--:|--:|--:|--:|\n",
         );
         for result in &self.scenarios {
-            let (vs_nginx, vs_haproxy) = rps_ratios(result);
-            let (core_vs_nginx, core_vs_haproxy) = per_core_ratios(result);
+            let [rps_nginx, rps_haproxy, rps_envoy] =
+                OTHERS.map(|other| format_ratio(rps_ratio(result, other)));
+            let [cpu_nginx, cpu_haproxy, cpu_envoy] =
+                OTHERS.map(|other| format_ratio(per_cpu_second_ratio(result, other)));
             let _ = writeln!(
                 md,
-                "| {} | {}; {}, {} route(s), {} | {} | {} | {} | {} |",
+                "| {} | {}; {}, {} route(s), {} | {rps_nginx} | {rps_haproxy} | {rps_envoy} \
+                 | {cpu_nginx} | {cpu_haproxy} | {cpu_envoy} |",
                 result.key,
                 result.title,
                 result.placement.key(),
                 result.routes,
                 result.load.describe(),
-                format_ratio(vs_nginx),
-                format_ratio(vs_haproxy),
-                format_ratio(core_vs_nginx),
-                format_ratio(core_vs_haproxy)
             );
+        }
+        if self.scenarios.iter().any(|s| VsBaseline::of(s).is_some()) {
+            md.push_str(
+                "\n| scenario | Weir req/s | baseline req/s | Weir/baseline | Weir CPU s / 1k req \
+                 | baseline CPU s / 1k req | proxy CPU per request vs baseline |\n\
+                 |---|--:|--:|--:|--:|--:|--:|\n",
+            );
+            for result in &self.scenarios {
+                if let Some(vs) = VsBaseline::of(result) {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {:.0} | {} | {:.4} | {:.4} | {} |",
+                        result.key,
+                        vs.rps,
+                        vs.baseline_rps,
+                        format_ratio(vs.rps_ratio()),
+                        vs.cpu_per_1k,
+                        vs.baseline_cpu_per_1k,
+                        format_percent(vs.cpu_change_percent())
+                    );
+                }
+            }
         }
         if !self.memory.is_empty() {
             md.push_str("\n| memory | routes | idle RSS MiB | peak RSS MiB (after 2 s of load) |\n|---|--:|--:|--:|\n");
@@ -605,7 +761,8 @@ fn run_json(run: &Run, target: Target) -> Value {
     });
     if target != Target::Direct {
         value["cpu_s_per_1k"] = json!(round(run.cpu_per_1k(), 5));
-        value["rps_per_core"] = json!(round(run.per_core(), 0));
+        // Requests per proxy CPU-second; the key is the one earlier results use.
+        value["rps_per_core"] = json!(round(run.per_cpu_second(), 0));
         value["proxy_cores"] = json!(round(run.proxy_cores, 3));
         value["peak_rss_mib"] = json!(round(mib(run.peak_rss_kib), 1));
     }

@@ -1,10 +1,12 @@
-//! The processes under test: the echo backend, and Weir, nginx and HAProxy configured alike.
+//! The processes under test: the echo backend, and Weir, nginx, HAProxy and Envoy configured
+//! alike (plus, when asked, a baseline Weir binary with exactly Weir's configuration).
 //!
 //! Every proxy gets the same job: requests for host `bench.local`, any path (prefix `/`), go
 //! to the one backend over pooled keep-alive HTTP/1.1 connections, with `X-Forwarded-For`,
 //! `-Proto` and `-Host` added and no access log. A "10k routes" table adds 9,999 other
 //! hosts (`r1.bench.local` …) pointing at the same backend: Weir gets 10,000 Routes, nginx
-//! 10,000 `server` blocks, HAProxy a 10,000-line host map (its idiomatic host routing).
+//! 10,000 `server` blocks, HAProxy a 10,000-line host map (its idiomatic host routing), Envoy
+//! 10,000 virtual hosts in its route configuration.
 
 use std::{
     fmt::Write as _,
@@ -25,8 +27,11 @@ pub enum Target {
     /// The backend itself, no proxy: the baseline for added latency.
     Direct,
     Weir,
+    /// Another Weir binary (`--baseline`), run with exactly Weir's configuration.
+    WeirBaseline,
     Nginx,
     Haproxy,
+    Envoy,
 }
 
 impl Target {
@@ -34,8 +39,10 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Weir => "weir",
+            Target::WeirBaseline => "weir-baseline",
             Target::Nginx => "nginx",
             Target::Haproxy => "haproxy",
+            Target::Envoy => "envoy",
         }
     }
 
@@ -43,8 +50,10 @@ impl Target {
         match self {
             Target::Direct => "backend direct",
             Target::Weir => "Weir",
+            Target::WeirBaseline => "Weir (baseline)",
             Target::Nginx => "nginx",
             Target::Haproxy => "HAProxy",
+            Target::Envoy => "Envoy",
         }
     }
 }
@@ -100,15 +109,30 @@ impl Placement {
 /// The programs the harness starts.
 pub struct Programs {
     pub weir: PathBuf,
+    /// The Weir binary to compare the current one with, if `--baseline` was given.
+    pub weir_baseline: Option<PathBuf>,
     pub echo: PathBuf,
     pub nginx: PathBuf,
     pub haproxy: PathBuf,
+    /// Envoy's binary; `None` when it is not installed, and Envoy is skipped.
+    pub envoy: Option<PathBuf>,
+}
+
+impl Programs {
+    /// Whether the target's program is there to be run.
+    pub fn has(&self, target: Target) -> bool {
+        match target {
+            Target::WeirBaseline => self.weir_baseline.is_some(),
+            Target::Envoy => self.envoy.is_some(),
+            Target::Direct | Target::Weir | Target::Nginx | Target::Haproxy => true,
+        }
+    }
 }
 
 /// A process the harness started; stopped when dropped.
 pub struct Running {
     pub child: Child,
-    /// HTTP/1.1 port (and h2c too, except for nginx).
+    /// HTTP/1.1 port (and h2c too, except for nginx; the others tell h2c by its preface).
     pub port: u16,
     /// h2c port: nginx needs a listener of its own for h2c without TLS.
     pub h2c_port: u16,
@@ -216,14 +240,21 @@ pub fn start_proxy(
     let workers = placement.workers();
     let mut command = match target {
         Target::Direct => unreachable!("the backend is started by start_backend"),
-        Target::Weir => {
+        Target::Weir | Target::WeirBaseline => {
             let config = dir.join("config");
             fs::create_dir_all(&config).map_err(|e| e.to_string())?;
             for (name, yaml) in weir_config(backend_port, routes) {
                 write(&config.join(name), &yaml)?;
             }
             let admin = free_port().map_err(|e| e.to_string())?;
-            let mut command = pinned(placement.proxy_cpus(), &programs.weir);
+            let program = match target {
+                Target::WeirBaseline => programs
+                    .weir_baseline
+                    .as_ref()
+                    .ok_or("no baseline Weir binary (--baseline)")?,
+                _ => &programs.weir,
+            };
+            let mut command = pinned(placement.proxy_cpus(), program);
             command
                 .arg("--config")
                 .arg(&config)
@@ -256,6 +287,20 @@ pub fn start_proxy(
             write(&conf, &haproxy_config(backend_port, port, workers, &map))?;
             let mut command = pinned(placement.proxy_cpus(), &programs.haproxy);
             command.arg("-db").arg("-f").arg(&conf);
+            command
+        }
+        Target::Envoy => {
+            let envoy = programs.envoy.as_ref().ok_or("Envoy is not installed")?;
+            let conf = dir.join("envoy.yaml");
+            write(&conf, &envoy_config(backend_port, port, routes))?;
+            let mut command = pinned(placement.proxy_cpus(), envoy);
+            command
+                .arg("-c")
+                .arg(&conf)
+                .args(["--concurrency", &workers.to_string()])
+                // Hot restart keeps shared memory under a fixed base id; a run has no use for
+                // it, and an Envoy left over from an interrupted run would block the next.
+                .args(["--disable-hot-restart", "--log-level", "warn"]);
             command
         }
     };
@@ -419,4 +464,57 @@ pub fn haproxy_config(backend_port: u16, port: u16, threads: usize, map: &Path) 
          backend be_echo\n  http-reuse always\n  server echo 127.0.0.1:{backend_port}\n\n\
          backend no_route\n  http-request return status 404\n"
     )
+}
+
+/// Envoy: a static bootstrap with one listener, an HTTP connection manager with one virtual
+/// host per host, and one cluster for the backend; no admin listener, no access log, no stats
+/// sink.
+///
+/// - `codec_type: AUTO` serves HTTP/1.1 and h2c (prior knowledge, told by the preface) on the
+///   one port, as Weir and HAProxy do.
+/// - `use_remote_address` makes Envoy append the client's address to `X-Forwarded-For` and
+///   set `X-Forwarded-Proto` from the connection, as nginx's `$proxy_add_x_forwarded_for` /
+///   `$scheme` and HAProxy's `option forwardfor` do (and as Envoy is deployed at the edge).
+///   Two differences come with it on loopback: for a loopback client Envoy appends the
+///   machine's own address instead of 127.0.0.1, and it adds `x-envoy-external-address`.
+///   Envoy has no switch for `X-Forwarded-Host` without a host rewrite, so it is a request
+///   header set from `:authority` for every route.
+/// - `generate_request_id: false` and the router's `suppress_envoy_headers`: Envoy otherwise
+///   adds an `x-request-id` and `x-envoy-*` headers, work the other proxies do not do.
+/// - `strip_any_host_port`: a `Host` with a port matches its host, as in nginx and HAProxy.
+/// - The cluster's circuit breakers are raised from 1,024 so that they never turn load into
+///   503s; upstream connections are HTTP/1.1 and pooled per worker by default.
+pub fn envoy_config(backend_port: u16, port: u16, routes: usize) -> String {
+    let mut conf = format!(
+        "static_resources:\n  listeners:\n  - name: bench\n    \
+         address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n    \
+         filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n        \
+         typed_config:\n          \
+         \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          \
+         stat_prefix: bench\n          codec_type: AUTO\n          use_remote_address: true\n          \
+         xff_num_trusted_hops: 0\n          generate_request_id: false\n          \
+         strip_any_host_port: true\n          http_filters:\n          - name: envoy.filters.http.router\n            \
+         typed_config:\n              \
+         \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n              \
+         suppress_envoy_headers: true\n          route_config:\n            name: bench\n            \
+         request_headers_to_add:\n            \
+         - header: {{key: x-forwarded-host, value: \"%REQ(:AUTHORITY)%\"}}\n              \
+         append_action: OVERWRITE_IF_EXISTS_OR_ADD\n            virtual_hosts:\n"
+    );
+    for (index, host) in hosts(routes).enumerate() {
+        let _ = writeln!(
+            conf,
+            "            - {{name: h{index}, domains: [\"{host}\"], \
+             routes: [{{match: {{prefix: /}}, route: {{cluster: echo}}}}]}}"
+        );
+    }
+    let _ = write!(
+        conf,
+        "  clusters:\n  - name: echo\n    type: STATIC\n    connect_timeout: 5s\n    \
+         circuit_breakers: {{thresholds: [{{max_connections: 1000000, max_pending_requests: 1000000, \
+         max_requests: 1000000}}]}}\n    load_assignment:\n      cluster_name: echo\n      \
+         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: \
+         {{address: 127.0.0.1, port_value: {backend_port}}}}}}}}}]}}]\n"
+    );
+    conf
 }

@@ -1,9 +1,10 @@
 //! `weir-bench-chart RESULTS.json CHART.svg`: draws a run's figures for BENCHMARKS.md.
 //!
-//! Three panels, one group of bars per scenario, Weir, nginx and HAProxy side by side:
-//! requests per second as delivered, requests per second of the proxy's own CPU time (what one
-//! saturated core serves; the fair per-core figure when the client side was the limit), and
-//! p99 latency on a log scale.
+//! Three panels, one group of bars per scenario, Weir, nginx, HAProxy and Envoy side by side
+//! (and the baseline Weir, if the run had one): requests per second as delivered, requests per
+//! proxy CPU-second (what one saturated core serves; the fair per-core figure when the client
+//! side was the limit), and p99 latency on a log scale. A proxy the run did not measure (Envoy
+//! not installed, no baseline) has no bars and no legend entry.
 
 use std::process::ExitCode;
 
@@ -13,11 +14,21 @@ use plotters::{
 };
 use serde_json::Value;
 
-const PROXIES: [(&str, &str, RGBColor); 3] = [
+/// Every proxy a run may have measured: its key in the results, its label and its colour.
+const PROXIES: [(&str, &str, RGBColor); 5] = [
     ("weir", "Weir", RGBColor(0x1f, 0x6f, 0xb4)),
+    (
+        "weir-baseline",
+        "Weir (baseline)",
+        RGBColor(0x9e, 0xc5, 0xe8),
+    ),
     ("nginx", "nginx", RGBColor(0x2c, 0xa0, 0x2c)),
     ("haproxy", "HAProxy", RGBColor(0xd6, 0x72, 0x28)),
+    ("envoy", "Envoy", RGBColor(0x8c, 0x56, 0x9e)),
 ];
+
+/// A proxy drawn: its label and colour.
+type Series = (&'static str, RGBColor);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,7 +51,19 @@ struct Group {
     values: Vec<Option<f64>>,
 }
 
-fn groups(results: &Value, field: &str) -> Vec<Group> {
+/// The proxies with results in any scenario, in `PROXIES` order.
+fn measured(results: &Value) -> Vec<(&'static str, Series)> {
+    let scenarios = results["scenarios"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    PROXIES
+        .iter()
+        .filter(|(key, _, _)| scenarios.iter().any(|s| s["results"].get(*key).is_some()))
+        .map(|&(key, label, color)| (key, (label, color)))
+        .collect()
+}
+
+fn groups(results: &Value, proxies: &[(&str, Series)], field: &str) -> Vec<Group> {
     results["scenarios"]
         .as_array()
         .into_iter()
@@ -55,9 +78,9 @@ fn groups(results: &Value, field: &str) -> Vec<Group> {
                     _ => "",
                 }
             ),
-            values: PROXIES
+            values: proxies
                 .iter()
-                .map(|(key, _, _)| scenario["results"][key][field].as_f64())
+                .map(|(key, _)| scenario["results"][key][field].as_f64())
                 .collect(),
         })
         .collect()
@@ -65,14 +88,21 @@ fn groups(results: &Value, field: &str) -> Vec<Group> {
 
 fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let results: Value = serde_json::from_str(&std::fs::read_to_string(results_path)?)?;
-    let throughput = groups(&results, "rps");
-    let per_core = groups(&results, "rps_per_core");
-    let latency = groups(&results, "p99_us");
-    let width = 160 + 130 * throughput.len() as u32;
+    let proxies = measured(&results);
+    let series: Vec<Series> = proxies.iter().map(|(_, series)| *series).collect();
+    let throughput = groups(&results, &proxies, "rps");
+    // `rps_per_core` holds requests per proxy CPU-second.
+    let per_cpu_second = groups(&results, &proxies, "rps_per_core");
+    let latency = groups(&results, &proxies, "p99_us");
+    // About 35 pixels per bar, so that the value labels above the bars stay apart.
+    let group_width = 25 + 35 * series.len() as u32;
+    let width = 160 + group_width * throughput.len() as u32;
     let root = SVGBackend::new(chart_path, (width.max(900), 1110)).into_drawing_area();
     root.fill(&WHITE)?;
+    let names: Vec<&str> = series.iter().map(|(label, _)| *label).collect();
     let title = format!(
-        "Weir, nginx, HAProxy — {} run of {}",
+        "{} — {} run of {}",
+        names.join(", "),
         results["mode"].as_str().unwrap_or(""),
         results["date"].as_str().unwrap_or("")
     );
@@ -87,6 +117,7 @@ fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::
     let panels = root.split_evenly((3, 1));
     panel(
         &panels[0],
+        &series,
         &throughput,
         "requests per second (higher is better)",
         false,
@@ -94,13 +125,15 @@ fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::
     )?;
     panel(
         &panels[1],
-        &per_core,
-        "requests per second of proxy CPU time, i.e. per core (higher is better)",
+        &series,
+        &per_cpu_second,
+        "requests per proxy CPU-second, i.e. per core (higher is better)",
         false,
         thousands,
     )?;
     panel(
         &panels[2],
+        &series,
         &latency,
         "p99 latency, µs, log scale (lower is better)",
         true,
@@ -112,6 +145,7 @@ fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::
 
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
+    series: &[Series],
     groups: &[Group],
     caption: &str,
     log: bool,
@@ -125,8 +159,15 @@ where
             .iter()
             .flat_map(|g| g.values.iter().flatten().copied())
     };
-    // Headroom above the tallest bar for its label and the legend.
-    let max = values().fold(1.0, f64::max) * if log { 25.0 } else { 1.35 };
+    // Headroom above the tallest bar for its label and the legend, which grows with the
+    // number of proxies (1.39× and 28× for three, as the chart was first drawn).
+    let entries = series.len() as f64;
+    let headroom = if log {
+        10f64.powf(1.0 + 0.15 * entries)
+    } else {
+        1.15 + 0.08 * entries
+    };
+    let max = values().fold(1.0, f64::max) * headroom;
     let min = if log {
         values().fold(max, f64::min).max(1.0) / 2.0
     } else {
@@ -139,7 +180,7 @@ where
         .margin(12)
         .x_label_area_size(34)
         .y_label_area_size(70);
-    let bar_width = 0.8 / PROXIES.len() as f64;
+    let bar_width = 0.8 / series.len().max(1) as f64;
     let bars = |index: usize, chart_min: f64| {
         groups.iter().enumerate().filter_map(move |(g, group)| {
             let value = group.values[index]?;
@@ -156,7 +197,7 @@ where
                 .disable_x_axis()
                 .y_label_formatter(&|v| show(*v))
                 .draw()?;
-            for (index, (_, name, color)) in PROXIES.iter().enumerate() {
+            for (index, (name, color)) in series.iter().enumerate() {
                 let color = *color;
                 chart
                     .draw_series(bars(index, $floor).map(|(left, floor, value)| {
