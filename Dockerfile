@@ -2,7 +2,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p weir-gateway -p weir-echo
+RUN cargo build --release -p weir -p weir-echo
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/weir /src/target/release/weir-echo /usr/local/bin/

@@ -16,7 +16,7 @@ use weir_crds::{
     Backend, PathMatch, PathMatchType, Route, RouteMatch, RouteRule, RouteSpec, ServiceRef,
 };
 
-use crate::store::{Object, SERVICE_NAME_LABEL};
+use crate::kinds::{Object, SERVICE_NAME_LABEL};
 
 fn meta(namespace: &str, name: &str) -> ObjectMeta {
     ObjectMeta {

@@ -1,125 +1,69 @@
 //! The reconciler: turns the store into one validated [`Snapshot`] and a report per Route.
 //!
-//! It is the one place that decides what a Route means: validation, regex compilation, and
-//! resolving each backend to ready endpoints through its Service and EndpointSlices. A Route
-//! that fails never touches the others; one whose new version is invalid keeps serving its
-//! last valid version, so a bad edit never loses a working route.
+//! It orchestrates; the work is elsewhere: the [`store`](crate::store) holds objects and the
+//! dependency index, [`translate`](crate::translate) makes contract routes of them,
+//! [`resolve`](crate::resolve) finds endpoints, and [`report`](crate::report) writes verdicts. A
+//! Route that fails never touches the others; one whose new version is invalid keeps serving
+//! its last valid version, so a bad edit never loses a working route.
+//!
+//! Reconciling is incremental: a Route is translated again only when it changed or an object
+//! it looked up did (the dependency index says which); every other Route keeps its translated
+//! value, the very same `Arc`, which lets the data plane reuse what it built from it too.
 //!
 //! [`run`] drives it: events are applied as they arrive and a snapshot is published once the
 //! stream goes quiet for a moment (debounced), and only after every source has synced.
 
 use std::{
-    collections::{HashMap, HashSet},
-    net::{IpAddr, SocketAddr},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{
-    api::{core::v1::ServicePort, discovery::v1::EndpointSlice},
-    apimachinery::pkg::util::intstr::IntOrString,
+use prometheus_client::{
+    metrics::histogram::{Histogram, exponential_buckets},
+    registry::Registry,
 };
 use tokio::sync::{mpsc, watch};
-use weir_crds::{PathMatchType, Route, RouteSpec, parse_timeout, validate_route};
+use weir_contract::{NamespacedName, Origin, Route, RouteReport, Snapshot, SourceProblem};
 
 use crate::{
-    snapshot::{
-        BackendSnapshot, MatchSnapshot, PathRule, RouteReport, RouteSnapshot, RuleSnapshot,
-        Snapshot, Unresolved,
-    },
-    store::{self, Kind, NamespacedName, Object, Origin, SourceEvent, SourceProblem, Store},
+    kinds::{Kind, ObjectKey},
+    report,
+    resolve::Lookup,
+    source::SourceEvent,
+    store::Store,
+    translate::{self, Rejected},
 };
 
 /// How long the event stream must be quiet before a snapshot is built.
 const QUIET_PERIOD: Duration = Duration::from_millis(2);
 /// The longest a change waits for the stream to go quiet.
 const MAX_DELAY: Duration = Duration::from_millis(50);
-/// Compiled regexes larger than this are refused rather than slowing every request.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Holds the store and what it needs to remember between snapshots.
-///
-/// Reconciling is incremental: a Route is compiled again only when its spec changed or a
-/// Service its backends refer to (or one of that Service's EndpointSlices) did; every other
-/// Route keeps its compiled snapshot, the very same `Arc`, which lets the data plane reuse
-/// what it built from it too.
 #[derive(Default)]
 pub struct Reconciler {
     store: Store,
-    /// The last version of each Route that compiled, served while a newer one is invalid.
-    last_valid: HashMap<NamespacedName, Arc<Route>>,
+    /// The last version of each Route that translated, served while a newer one is invalid.
+    last_valid: HashMap<NamespacedName, Arc<weir_crds::Route>>,
     /// What the last snapshot made of each Route.
-    compiled: HashMap<NamespacedName, CompiledRoute>,
-    /// Services whose ports or endpoints changed since the last snapshot.
-    dirty_services: HashSet<NamespacedName>,
+    translated: HashMap<NamespacedName, TranslatedRoute>,
     problems_by_source: HashMap<&'static str, Vec<SourceProblem>>,
     generation: u64,
 }
 
 /// One Route as the last snapshot had it.
-struct CompiledRoute {
-    /// The version it was compiled from.
-    route: Arc<Route>,
-    origin: Origin,
-    served: Option<Arc<RouteSnapshot>>,
+struct TranslatedRoute {
+    served: Option<Arc<Route>>,
     report: Arc<RouteReport>,
-    /// The Services the served version's backends refer to.
-    services: Vec<NamespacedName>,
-}
-
-impl CompiledRoute {
-    fn still_valid_for(
-        &self,
-        route: &Arc<Route>,
-        origin: &Origin,
-        dirty: &HashSet<NamespacedName>,
-    ) -> bool {
-        let same_version = Arc::ptr_eq(&self.route, route)
-            || (self.route.spec == route.spec
-                && self.route.metadata.generation == route.metadata.generation);
-        same_version && self.origin == *origin && !self.services.iter().any(|s| dirty.contains(s))
-    }
-}
-
-/// Why a Route's spec could not be compiled.
-struct Rejected {
-    reason: &'static str,
-    message: String,
 }
 
 impl Reconciler {
     /// Applies one event; returns whether a new snapshot is needed.
     pub fn handle(&mut self, event: SourceEvent) -> bool {
         match event {
-            SourceEvent::Apply { object, origin } => {
-                let mut touched = Vec::new();
-                match &object {
-                    Object::Route(_) => {}
-                    Object::Service(_) => touched.push(object.key().id),
-                    Object::EndpointSlice(slice) => {
-                        let id = object.key().id;
-                        touched.extend(self.store.owner_of_slice(&id));
-                        touched.extend(store::slice_owner(&id.namespace, slice));
-                    }
-                }
-                let changed = self.store.apply(object, origin);
-                if changed {
-                    self.dirty_services.extend(touched);
-                }
-                changed
-            }
-            SourceEvent::Delete(key) => {
-                let touched = match key.kind {
-                    Kind::Route => None,
-                    Kind::Service => Some(key.id.clone()),
-                    Kind::EndpointSlice => self.store.owner_of_slice(&key.id),
-                };
-                let changed = self.store.delete(&key);
-                if changed {
-                    self.dirty_services.extend(touched);
-                }
-                changed
-            }
+            SourceEvent::Apply { object, origin } => self.store.apply(object, origin),
+            SourceEvent::Delete(key) => self.store.delete(&key),
             SourceEvent::Synced { .. } => false,
             SourceEvent::Problems { source, problems } => {
                 let old = self.problems_by_source.insert(source, problems.clone());
@@ -137,27 +81,46 @@ impl Reconciler {
     pub fn snapshot(&mut self) -> Snapshot {
         let started = Instant::now();
         self.generation += 1;
-        let mut routes = Vec::new();
-        let mut reports = Vec::new();
-        let mut present = HashSet::new();
 
-        for (id, route, origin) in self.store.routes() {
-            present.insert(id.clone());
-            let reusable = self
-                .compiled
-                .get(id)
-                .is_some_and(|c| c.still_valid_for(route, origin, &self.dirty_services));
-            if !reusable {
-                let compiled = compile_route(id, route, origin, &self.store, &mut self.last_valid);
-                self.compiled.insert(id.clone(), compiled);
+        // Routes to translate again: those that changed, and those that looked up an object
+        // that changed.
+        let mut dirty: HashSet<NamespacedName> = HashSet::new();
+        for key in self.store.take_touched() {
+            if key.kind == Kind::Route {
+                if self.store.get(&key).is_none() {
+                    self.translated.remove(&key.id);
+                    self.last_valid.remove(&key.id);
+                    self.store.refs_mut().remove_referrer(&key);
+                    continue;
+                }
+                dirty.insert(key.id.clone());
             }
-            let compiled = &self.compiled[id];
-            routes.extend(compiled.served.clone());
-            reports.push(compiled.report.clone());
+            dirty.extend(
+                self.store
+                    .refs()
+                    .referrers_of(&key)
+                    .filter(|referrer| referrer.kind == Kind::Route)
+                    .map(|referrer| referrer.id.clone()),
+            );
         }
-        self.compiled.retain(|id, _| present.contains(id));
-        self.dirty_services.clear();
-        self.last_valid.retain(|id, _| present.contains(id));
+
+        let mut routes = Vec::with_capacity(self.translated.len() + dirty.len());
+        let mut reports = Vec::with_capacity(routes.capacity());
+        let mut references = Vec::new();
+        for (id, route, origin) in self.store.routes() {
+            if dirty.contains(id) || !self.translated.contains_key(id) {
+                let (translated, looked_up) =
+                    translate_route(id, route, origin, &self.store, &mut self.last_valid);
+                references.push((ObjectKey::new(Kind::Route, id.clone()), looked_up));
+                self.translated.insert(id.clone(), translated);
+            }
+            let translated = &self.translated[id];
+            routes.extend(translated.served.clone());
+            reports.push(translated.report.clone());
+        }
+        for (route, looked_up) in references {
+            self.store.refs_mut().set_references(&route, looked_up);
+        }
 
         let mut source_problems: Vec<_> = self
             .problems_by_source
@@ -172,249 +135,69 @@ impl Reconciler {
             reports,
             source_problems,
             reconcile_duration: started.elapsed(),
+            ..Snapshot::default()
         }
     }
 }
 
-/// Compiles one Route: its current spec, or its last valid one if the current is invalid.
-fn compile_route(
+/// Translates one Route: its current spec, or its last valid one if the current is invalid.
+/// Returns what it made and every object it looked up.
+fn translate_route(
     id: &NamespacedName,
-    route: &Arc<Route>,
+    route: &Arc<weir_crds::Route>,
     origin: &Origin,
     store: &Store,
-    last_valid: &mut HashMap<NamespacedName, Arc<Route>>,
-) -> CompiledRoute {
-    let (served, accepted_reason, mut message) = match compile(id, &route.spec, store) {
-        Ok(compiled) => {
+    last_valid: &mut HashMap<NamespacedName, Arc<weir_crds::Route>>,
+) -> (TranslatedRoute, BTreeSet<ObjectKey>) {
+    let mut lookup = Lookup::new(store);
+    let (served, rejected) = match translate::route::translate(id, &route.spec, &mut lookup) {
+        Ok(served) => {
             last_valid.insert(id.clone(), route.clone());
-            (Some(compiled), "Accepted", String::new())
+            (Some(served), None)
         }
         Err(rejected) => {
             let fallback = last_valid
                 .get(id)
-                .and_then(|last| compile(id, &last.spec, store).ok());
-            let mut message = rejected.message;
-            if fallback.is_some() {
-                message.push_str(" (still serving the last valid version)");
-            }
-            (fallback, rejected.reason, message)
+                .and_then(|last| translate::route::translate(id, &last.spec, &mut lookup).ok());
+            (fallback, Some::<Rejected>(rejected))
         }
     };
-    let (resolved_refs_reason, refs_message) = served
-        .as_ref()
-        .map(resolution_problem)
-        .unwrap_or(("ResolvedRefs", String::new()));
-    if !refs_message.is_empty() {
-        if !message.is_empty() {
-            message.push_str("; ");
-        }
-        message.push_str(&refs_message);
-    }
-    let mut services: Vec<NamespacedName> = served
-        .iter()
-        .flat_map(|s| &s.rules)
-        .flat_map(|rule| &rule.backends)
-        .map(|backend| backend.service.clone())
-        .collect();
-    services.sort();
-    services.dedup();
-    CompiledRoute {
-        route: route.clone(),
-        origin: origin.clone(),
+    let report = report::route_report(
+        id,
+        origin,
+        route.metadata.generation,
+        served.as_ref(),
+        rejected,
+    );
+    let translated = TranslatedRoute {
         served: served.map(Arc::new),
-        report: Arc::new(RouteReport {
-            id: id.clone(),
-            origin: origin.as_deref().map(str::to_owned),
-            generation: route.metadata.generation,
-            accepted: accepted_reason == "Accepted",
-            accepted_reason,
-            resolved_refs: resolved_refs_reason == "ResolvedRefs",
-            resolved_refs_reason,
-            message,
-        }),
-        services,
-    }
+        report: Arc::new(report),
+    };
+    (translated, lookup.into_references())
 }
 
-/// Compiles a Route's spec with its backends resolved against the store.
-fn compile(
-    id: &NamespacedName,
-    spec: &RouteSpec,
-    store: &Store,
-) -> Result<RouteSnapshot, Rejected> {
-    validate_route(spec).map_err(|invalid| Rejected {
-        reason: "Invalid",
-        message: invalid.to_string(),
-    })?;
-    let mut rules = Vec::with_capacity(spec.rules.len());
-    for (r, rule) in spec.rules.iter().enumerate() {
-        let mut matches = Vec::with_capacity(rule.matches.len().max(1));
-        for (m, route_match) in rule.matches.iter().enumerate() {
-            let path = match &route_match.path {
-                None => PathRule::Prefix("/".into()),
-                Some(path) => match path.kind {
-                    PathMatchType::Exact => PathRule::Exact(path.value.clone()),
-                    PathMatchType::PathPrefix => PathRule::Prefix(normalise_prefix(&path.value)),
-                    PathMatchType::RegularExpression => {
-                        let regex = regex::RegexBuilder::new(&format!("^(?:{})$", path.value))
-                            .size_limit(REGEX_SIZE_LIMIT)
-                            .build()
-                            .map_err(|error| Rejected {
-                                reason: "InvalidRegex",
-                                message: format!(
-                                    "spec.rules[{r}].matches[{m}].path.value: {}",
-                                    one_line(&error.to_string())
-                                ),
-                            })?;
-                        PathRule::RegularExpression(regex)
-                    }
-                },
-            };
-            let mut headers = route_match.headers.clone();
-            for header in &mut headers {
-                header.name.make_ascii_lowercase();
-            }
-            matches.push(MatchSnapshot {
-                path,
-                method: route_match.method,
-                headers,
-            });
-        }
-        if matches.is_empty() {
-            matches.push(MatchSnapshot {
-                path: PathRule::Prefix("/".into()),
-                method: None,
-                headers: Vec::new(),
-            });
-        }
-        let backends = rule
-            .backends
-            .iter()
-            .map(|backend| {
-                let service =
-                    NamespacedName::new(id.namespace.clone(), backend.service.name.clone());
-                let (endpoints, unresolved) =
-                    match resolve_endpoints(&service, &backend.service.port, store) {
-                        Ok(endpoints) => (endpoints, None),
-                        Err(unresolved) => (Vec::new(), Some(unresolved)),
-                    };
-                BackendSnapshot {
-                    service,
-                    weight: backend.weight,
-                    endpoints,
-                    unresolved,
-                }
-            })
-            .collect();
-        let timeout = rule
-            .timeout
-            .as_deref()
-            .map(parse_timeout)
-            .transpose()
-            .ok()
-            .flatten()
-            .flatten();
-        rules.push(RuleSnapshot {
-            matches,
-            backends,
-            timeout,
-        });
-    }
-    Ok(RouteSnapshot {
-        id: id.clone(),
-        hosts: spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-        rules,
-    })
+/// The reconciler's metrics.
+#[derive(Clone)]
+pub struct ReconcilerMetrics {
+    reconcile_duration: Histogram,
 }
 
-/// The ready endpoints of a Service port, sorted and without duplicates.
-fn resolve_endpoints(
-    service_id: &NamespacedName,
-    port: &IntOrString,
-    store: &Store,
-) -> Result<Vec<SocketAddr>, Unresolved> {
-    let service = store
-        .service(service_id)
-        .ok_or(Unresolved::BackendNotFound)?;
-    let service_port = service
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.ports.as_ref())
-        .into_iter()
-        .flatten()
-        .find(|p| match port {
-            IntOrString::Int(number) => p.port == *number,
-            IntOrString::String(name) => p.name.as_deref() == Some(name.as_str()),
-        })
-        .ok_or(Unresolved::PortNotFound)?;
-    let mut endpoints: Vec<SocketAddr> = store
-        .endpoint_slices_of(service_id)
-        .flat_map(|slice| ready_addresses(slice, service_port))
-        .collect();
-    endpoints.sort_unstable();
-    endpoints.dedup();
-    Ok(endpoints)
-}
-
-/// The ready addresses of one slice, on the slice port named like the Service port.
-fn ready_addresses<'a>(
-    slice: &'a EndpointSlice,
-    service_port: &ServicePort,
-) -> impl Iterator<Item = SocketAddr> + 'a {
-    let port_name = service_port.name.as_deref().unwrap_or_default();
-    let target_port = slice
-        .ports
-        .iter()
-        .flatten()
-        .find(|p| p.name.as_deref().unwrap_or_default() == port_name)
-        .and_then(|p| p.port)
-        .and_then(|p| u16::try_from(p).ok());
-    let usable = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
-    slice
-        .endpoints
-        .iter()
-        .filter(move |_| usable && target_port.is_some())
-        // An endpoint whose readiness is unknown counts as ready, as kube-proxy does.
-        .filter(|endpoint| endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-        .flat_map(|endpoint| endpoint.addresses.iter())
-        .filter_map(move |address| {
-            let ip: IpAddr = address.parse().ok()?;
-            Some(SocketAddr::new(ip, target_port?))
-        })
-}
-
-/// The first backend problem of a compiled Route, as a reason and a message.
-fn resolution_problem(route: &RouteSnapshot) -> (&'static str, String) {
-    for (r, rule) in route.rules.iter().enumerate() {
-        for (b, backend) in rule.backends.iter().enumerate() {
-            let service = &backend.service;
-            let message = match backend.unresolved {
-                None if !backend.endpoints.is_empty() => continue,
-                None => format!("Service {service} has no ready endpoints"),
-                Some(Unresolved::BackendNotFound) => format!("Service {service} not found"),
-                Some(Unresolved::PortNotFound) => format!("Service {service} has no such port"),
-            };
-            let reason = backend
-                .unresolved
-                .map_or("NoReadyEndpoints", Unresolved::reason);
-            return (reason, format!("spec.rules[{r}].backends[{b}]: {message}"));
+impl Default for ReconcilerMetrics {
+    fn default() -> Self {
+        Self {
+            reconcile_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
         }
     }
-    ("ResolvedRefs", String::new())
 }
 
-/// Folds a multi-line error (regex errors draw a caret diagram) into one line.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Prefix `/api/` matches like `/api`; the root stays `/`.
-fn normalise_prefix(prefix: &str) -> String {
-    let trimmed = prefix.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.into()
+impl ReconcilerMetrics {
+    /// Registers `reconcile_duration_seconds`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to build a snapshot from the store",
+            self.reconcile_duration.clone(),
+        );
     }
 }
 
@@ -424,8 +207,9 @@ fn normalise_prefix(prefix: &str) -> String {
 /// plane never serves a half-loaded configuration. Returns when every event sender is gone.
 pub async fn run(
     mut events: mpsc::Receiver<SourceEvent>,
-    sources: usize,
+    sources: Vec<&'static str>,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    metrics: ReconcilerMetrics,
 ) {
     let mut reconciler = Reconciler::default();
     let mut synced = HashSet::new();
@@ -445,10 +229,13 @@ pub async fn run(
                 next = Some(event);
             }
         }
-        if dirty && synced.len() >= sources {
+        if dirty && sources.iter().all(|source| synced.contains(source)) {
             dirty = false;
             let snapshot = reconciler.snapshot();
-            log_report_changes(snapshots.borrow().as_deref(), &snapshot);
+            report::log_changes(snapshots.borrow().as_deref(), &snapshot);
+            metrics
+                .reconcile_duration
+                .observe(snapshot.reconcile_duration.as_secs_f64());
             tracing::debug!(
                 generation = snapshot.generation,
                 routes = snapshot.routes.len(),
@@ -460,54 +247,36 @@ pub async fn run(
     }
 }
 
-/// Logs each Route whose report changed, and each new source problem, once.
-fn log_report_changes(previous: Option<&Snapshot>, next: &Snapshot) {
-    let old_reports: HashMap<_, _> = previous
-        .map(|p| p.reports.iter().map(|r| (&r.id, r)).collect())
-        .unwrap_or_default();
-    for report in &next.reports {
-        // An unchanged Route's report is the same Arc; compare values only when it is not.
-        if old_reports
-            .get(&report.id)
-            .is_some_and(|old| Arc::ptr_eq(old, report) || *old == report)
-        {
-            continue;
-        }
-        let origin = report.origin.as_deref().unwrap_or("-");
-        if report.accepted && report.resolved_refs {
-            tracing::info!(route = %report.id, origin, "route accepted");
-        } else {
-            tracing::warn!(
-                route = %report.id,
-                origin,
-                accepted = report.accepted_reason,
-                resolved_refs = report.resolved_refs_reason,
-                message = %report.message,
-                "route has problems"
-            );
-        }
-    }
-    let old_problems = previous
-        .map(|p| p.source_problems.as_slice())
-        .unwrap_or_default();
-    for problem in &next.source_problems {
-        if !old_problems.contains(problem) {
-            tracing::warn!(origin = %problem.origin, reason = %problem.reason, "configuration not loaded");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fixtures, store::Object};
+    use crate::{fixtures, kinds::Object};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use std::net::SocketAddr;
+    use weir_contract::{AcceptedReason, Backend, PathMatch, RuleBackend, ServiceBackend};
+    use weir_crds::PathMatchType;
+
+    /// The Service behind a rule's backend.
+    fn service(backend: &RuleBackend) -> &ServiceBackend {
+        let Backend::Service(service) = &backend.backend;
+        service
+    }
+
+    /// The ready endpoints of a Route's first rule's first backend.
+    fn endpoints_of(route: &Route) -> Vec<SocketAddr> {
+        service(&route.rules[0].backends[0])
+            .endpoints
+            .iter()
+            .map(|e| e.address)
+            .collect()
+    }
 
     fn reconciler_with(objects: Vec<Object>) -> Reconciler {
         let mut reconciler = Reconciler::default();
         for object in objects {
             reconciler.handle(SourceEvent::Apply {
                 object,
-                origin: None,
+                origin: Origin::Cluster,
             });
         }
         reconciler
@@ -543,7 +312,7 @@ mod tests {
                 port,
             ));
             let snapshot = reconciler_with(objects).snapshot();
-            let endpoints = &snapshot.routes[0].rules[0].backends[0].endpoints;
+            let endpoints = &endpoints_of(&snapshot.routes[0]);
             assert_eq!(
                 endpoints,
                 &[
@@ -552,7 +321,7 @@ mod tests {
                 ]
             );
             assert!(
-                snapshot.reports[0].resolved_refs,
+                snapshot.reports[0].refs_resolved(),
                 "{:?}",
                 snapshot.reports[0]
             );
@@ -581,7 +350,7 @@ mod tests {
             echo_route(),
         ];
         let snapshot = reconciler_with(objects).snapshot();
-        assert_eq!(snapshot.routes[0].rules[0].backends[0].endpoints.len(), 1);
+        assert_eq!(endpoints_of(&snapshot.routes[0]).len(), 1);
     }
 
     #[test]
@@ -601,8 +370,8 @@ mod tests {
             objects.push(route);
             let snapshot = reconciler_with(objects).snapshot();
             let report = &snapshot.reports[0];
-            assert!(report.accepted, "the route itself is valid");
-            assert_eq!(report.resolved_refs_reason, reason);
+            assert!(report.is_accepted(), "the route itself is valid");
+            assert_eq!(report.resolved_refs.as_str(), reason);
             assert_eq!(snapshot.routes.len(), 1, "still routed, answered with 503");
         }
     }
@@ -628,14 +397,18 @@ mod tests {
         }
         objects.push(bad);
         let snapshot = reconciler_with(objects).snapshot();
-        let ids: Vec<_> = snapshot.routes.iter().map(|r| r.id.name.as_str()).collect();
+        let ids: Vec<_> = snapshot
+            .routes
+            .iter()
+            .map(|r| r.id.object.name.as_str())
+            .collect();
         assert_eq!(ids, ["good"]);
         let bad_report = snapshot
             .reports
             .iter()
             .find(|r| r.id.name == "bad")
             .unwrap();
-        assert_eq!(bad_report.accepted_reason, "InvalidRegex");
+        assert_eq!(bad_report.accepted, AcceptedReason::InvalidRegex);
         assert!(
             bad_report
                 .message
@@ -651,7 +424,7 @@ mod tests {
         let good = fixtures::route("default", "echo", &[], "/v1", IntOrString::Int(8080));
         reconciler.handle(SourceEvent::Apply {
             object: good,
-            origin: None,
+            origin: Origin::Cluster,
         });
         reconciler.snapshot();
 
@@ -661,13 +434,13 @@ mod tests {
         }
         reconciler.handle(SourceEvent::Apply {
             object: bad,
-            origin: None,
+            origin: Origin::Cluster,
         });
         let snapshot = reconciler.snapshot();
         assert!(
-            matches!(&snapshot.routes[0].rules[0].matches[0].path, PathRule::Prefix(p) if p == "/v1")
+            matches!(&snapshot.routes[0].rules[0].matches[0].path, PathMatch::Prefix(p) if p == "/v1")
         );
-        assert!(!snapshot.reports[0].accepted);
+        assert!(!snapshot.reports[0].is_accepted());
         assert!(
             snapshot.reports[0]
                 .message
@@ -683,7 +456,7 @@ mod tests {
         let first = reconciler.snapshot();
         reconciler.handle(SourceEvent::Apply {
             object: fixtures::service("default", "other", &[("http", 80)]),
-            origin: None,
+            origin: Origin::Cluster,
         });
         let second = reconciler.snapshot();
         assert!(Arc::ptr_eq(&first.routes[0], &second.routes[0]));
@@ -698,11 +471,11 @@ mod tests {
         let first = reconciler.snapshot();
         reconciler.handle(SourceEvent::Apply {
             object: fixtures::slice("default", "echo-1", "echo", 9001, &["127.0.0.9"]),
-            origin: None,
+            origin: Origin::Cluster,
         });
         let second = reconciler.snapshot();
         assert!(!Arc::ptr_eq(&first.routes[0], &second.routes[0]));
-        let endpoints = &second.routes[0].rules[0].backends[0].endpoints;
+        let endpoints = &endpoints_of(&second.routes[0]);
         assert_eq!(
             endpoints,
             &["127.0.0.9:9001".parse::<SocketAddr>().unwrap()]
@@ -729,33 +502,35 @@ mod tests {
                 9001,
                 &["127.0.0.1", "127.0.0.2"],
             ),
-            origin: None,
+            origin: Origin::Cluster,
         });
         let snapshot = reconciler.snapshot();
         let endpoints = |name: &str| {
-            let route = snapshot.routes.iter().find(|r| r.id.name == name).unwrap();
-            route.rules[0].backends[0].endpoints.len()
+            let route = snapshot
+                .routes
+                .iter()
+                .find(|r| r.id.object.name == name)
+                .unwrap();
+            endpoints_of(route).len()
         };
         assert_eq!((endpoints("echo"), endpoints("other")), (0, 2));
-    }
-
-    #[test]
-    fn prefixes_are_normalised_without_trailing_slash() {
-        assert_eq!(normalise_prefix("/api/"), "/api");
-        assert_eq!(normalise_prefix("/"), "/");
-        assert_eq!(normalise_prefix("//"), "/");
     }
 
     #[tokio::test]
     async fn publishes_nothing_until_every_source_has_synced() {
         let (events, events_rx) = mpsc::channel(16);
         let (snapshots, mut snapshots_rx) = watch::channel(None);
-        tokio::spawn(run(events_rx, 2, snapshots));
+        tokio::spawn(run(
+            events_rx,
+            vec!["a", "b"],
+            snapshots,
+            ReconcilerMetrics::default(),
+        ));
         for object in echo_backend() {
             events
                 .send(SourceEvent::Apply {
                     object,
-                    origin: None,
+                    origin: Origin::Cluster,
                 })
                 .await
                 .unwrap();

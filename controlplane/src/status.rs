@@ -21,11 +21,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use weir_crds::Route;
 
-use crate::{
-    informer::queue::{QueueConfig, WorkQueue},
-    snapshot::{RouteReport, Snapshot},
-    store::NamespacedName,
-};
+use weir_contract::{NamespacedName, Origin, RouteReport, Snapshot};
+use weir_informer::queue::{QueueConfig, WorkQueue};
 
 /// The field manager Weir's status writes are recorded under.
 pub const FIELD_MANAGER: &str = "weir";
@@ -73,7 +70,12 @@ pub async fn run(
         if let Some(snapshot) = snapshots.borrow_and_update().clone() {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
             let mut present = HashMap::new();
-            for report in snapshot.reports.iter().filter(|r| r.origin.is_none()) {
+            // Only objects from the cluster have a status to write; files have none.
+            for report in snapshot
+                .reports
+                .iter()
+                .filter(|r| r.origin == Origin::Cluster)
+            {
                 present.insert(report.id.clone(), ());
                 // An unchanged Route keeps its report's Arc from one snapshot to the next.
                 if !state
@@ -123,7 +125,7 @@ async fn write_status(
         .await
     {
         Ok(_) => {
-            tracing::debug!(route = %id, accepted = report.accepted, "status written");
+            tracing::debug!(route = %id, accepted = report.accepted.as_str(), "status written");
             state
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -154,27 +156,27 @@ fn status_patch(report: &RouteReport, previous: Option<&Written>, now: &str) -> 
             });
             (value, (ok, since))
         };
-    let accepted_message = if report.accepted {
+    let accepted_message = if report.is_accepted() {
         "Route is valid and served"
     } else {
         &report.message
     };
-    let refs_message = if report.resolved_refs {
+    let refs_message = if report.refs_resolved() {
         "Every backend has ready endpoints"
     } else {
         &report.message
     };
     let (accepted, accepted_written) = condition(
         "Accepted",
-        report.accepted,
-        report.accepted_reason,
+        report.is_accepted(),
+        report.accepted.as_str(),
         accepted_message,
         previous.map(|p| &p.accepted),
     );
     let (resolved, resolved_written) = condition(
         "ResolvedRefs",
-        report.resolved_refs,
-        report.resolved_refs_reason,
+        report.refs_resolved(),
+        report.resolved_refs.as_str(),
         refs_message,
         previous.map(|p| &p.resolved_refs),
     );
@@ -191,15 +193,19 @@ fn status_patch(report: &RouteReport, previous: Option<&Written>, now: &str) -> 
 mod tests {
     use super::*;
 
+    use weir_contract::{AcceptedReason, ResolvedRefsReason};
+
     fn report(accepted: bool) -> RouteReport {
         RouteReport {
             id: NamespacedName::new("default", "echo"),
-            origin: None,
+            origin: Origin::Cluster,
             generation: Some(3),
-            accepted,
-            accepted_reason: if accepted { "Accepted" } else { "Invalid" },
-            resolved_refs: true,
-            resolved_refs_reason: "ResolvedRefs",
+            accepted: if accepted {
+                AcceptedReason::Accepted
+            } else {
+                AcceptedReason::Invalid
+            },
+            resolved_refs: ResolvedRefsReason::ResolvedRefs,
             message: if accepted {
                 String::new()
             } else {

@@ -1,242 +1,122 @@
-//! The store: every object the sources have delivered, by kind, and the events that change it.
+//! The store: every object the sources have delivered, by kind and identity, with the
+//! dependency index kept in step.
 //!
-//! Sources (files now, Kubernetes informers next) speak only [`SourceEvent`]; the store is the
-//! one place that holds what they said. It keeps one index, EndpointSlices by Service, in step
-//! with its maps, so the reconciler never scans every slice to resolve a backend.
+//! Sources speak only [`SourceEvent`](crate::source::SourceEvent)s; the store is the one place
+//! that holds what they said. Each apply or delete notes which objects it touched — the object
+//! itself and, for a part such as an EndpointSlice, the whole it belongs to before and after —
+//! for the reconciler to collect with [`Store::take_touched`]. A new version that changes
+//! nothing Weir serves ([`Object::same_for_weir`]) is kept but touches nothing.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    fmt,
+    collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
 
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
-use serde::Serialize;
-use weir_crds::Route;
+use weir_contract::{NamespacedName, Origin};
 
-/// The label that ties an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use crate::{
+    kinds::{Kind, Object, ObjectKey},
+    refs::Refs,
+};
 
-/// A namespaced object's identity, printed as `namespace/name`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct NamespacedName {
-    pub namespace: String,
-    pub name: String,
+/// An object and where it came from.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub object: Object,
+    pub origin: Origin,
 }
 
-impl NamespacedName {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for NamespacedName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// The kinds of object Weir reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Kind {
-    Route,
-    Service,
-    EndpointSlice,
-}
-
-/// An object's kind and identity.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    pub kind: Kind,
-    pub id: NamespacedName,
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} {}", self.kind, self.id)
-    }
-}
-
-/// An object as a source delivered it. Shared, never mutated.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Object {
-    Route(Arc<Route>),
-    Service(Arc<Service>),
-    EndpointSlice(Arc<EndpointSlice>),
-}
-
-impl Object {
-    /// The object's kind and `namespace/name`; a missing namespace reads as `default`.
-    pub fn key(&self) -> ObjectKey {
-        let (kind, meta) = match self {
-            Object::Route(o) => (Kind::Route, &o.metadata),
-            Object::Service(o) => (Kind::Service, &o.metadata),
-            Object::EndpointSlice(o) => (Kind::EndpointSlice, &o.metadata),
-        };
-        ObjectKey {
-            kind,
-            id: NamespacedName::new(
-                meta.namespace.as_deref().unwrap_or("default"),
-                meta.name.as_deref().unwrap_or_default(),
-            ),
-        }
-    }
-}
-
-/// Where an object came from, for reports users read (`routes/echo.yaml#1`).
-pub type Origin = Option<Arc<str>>;
-
-/// A problem a source found that no object carries (a file that does not parse, say).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct SourceProblem {
-    /// Where: a file and document index, or an object.
-    pub origin: String,
-    pub reason: String,
-}
-
-/// What a source tells the store. The Kubernetes informers emit the same events.
-#[derive(Clone, Debug)]
-pub enum SourceEvent {
-    /// The object exists with this content (created or changed).
-    Apply { object: Object, origin: Origin },
-    /// The object is gone.
-    Delete(ObjectKey),
-    /// The source has delivered everything it held when it started.
-    Synced { source: &'static str },
-    /// The source's current problems, replacing those it reported before.
-    Problems {
-        source: &'static str,
-        problems: Vec<SourceProblem>,
-    },
-}
-
-/// Every object the sources hold, by kind and identity.
+/// Every object the sources hold.
 #[derive(Default, Debug)]
 pub struct Store {
-    routes: BTreeMap<NamespacedName, (Arc<Route>, Origin)>,
-    services: HashMap<NamespacedName, Arc<Service>>,
-    endpoint_slices: HashMap<NamespacedName, Arc<EndpointSlice>>,
-    /// Slice names by the Service (namespace/name) their label names.
-    slices_by_service: HashMap<NamespacedName, BTreeSet<String>>,
+    objects: BTreeMap<ObjectKey, Stored>,
+    refs: Refs,
+    touched: BTreeSet<ObjectKey>,
 }
 
 impl Store {
-    /// Stores the object; returns whether anything routing depends on changed.
-    ///
-    /// The newest version is always kept, but a change only Weir's own status write makes
-    /// (a new resourceVersion, new conditions) is not a change: reconciling for it would double
-    /// the work of every Route update and feed back on itself.
+    /// Stores the object; returns whether anything Weir serves may have changed.
     pub fn apply(&mut self, object: Object, origin: Origin) -> bool {
-        let id = object.key().id;
-        match object {
-            Object::Route(route) => {
-                let changed = self.routes.get(&id).is_none_or(|(old, old_origin)| {
-                    old.spec != route.spec
-                        || old.metadata.generation != route.metadata.generation
-                        || *old_origin != origin
-                });
-                self.routes.insert(id, (route, origin));
-                changed
-            }
-            Object::Service(service) => {
-                let ports = |s: &Service| s.spec.as_ref().map(|spec| spec.ports.clone());
-                let changed = self
-                    .services
-                    .get(&id)
-                    .is_none_or(|old| ports(old) != ports(&service));
-                self.services.insert(id, service);
-                changed
-            }
-            Object::EndpointSlice(slice) => {
-                let changed = self.endpoint_slices.get(&id).is_none_or(|old| {
-                    old.endpoints != slice.endpoints
-                        || old.ports != slice.ports
-                        || old.address_type != slice.address_type
-                        || slice_service(old) != slice_service(&slice)
-                });
-                self.unindex_slice(&id);
-                if let Some(service) = slice_service(&slice) {
-                    self.slices_by_service
-                        .entry(NamespacedName::new(id.namespace.clone(), service))
-                        .or_default()
-                        .insert(id.name.clone());
-                }
-                self.endpoint_slices.insert(id, slice);
-                changed
-            }
+        let key = object.key();
+        let changed = self
+            .objects
+            .get(&key)
+            .is_none_or(|old| !old.object.same_for_weir(&object) || old.origin != origin);
+        let whole = object.part_of();
+        let whole_before = self.refs.set_whole(&key, whole.clone());
+        self.objects.insert(key.clone(), Stored { object, origin });
+        if changed {
+            self.touched.extend(whole_before);
+            self.touched.extend(whole);
+            self.touched.insert(key);
         }
+        changed
     }
 
     /// Removes the object; returns whether it was there.
     pub fn delete(&mut self, key: &ObjectKey) -> bool {
-        match key.kind {
-            Kind::Route => self.routes.remove(&key.id).is_some(),
-            Kind::Service => self.services.remove(&key.id).is_some(),
-            Kind::EndpointSlice => {
-                self.unindex_slice(&key.id);
-                self.endpoint_slices.remove(&key.id).is_some()
-            }
+        if self.objects.remove(key).is_none() {
+            return false;
         }
+        let whole = self.refs.set_whole(key, None);
+        self.touched.extend(whole);
+        self.touched.insert(key.clone());
+        true
+    }
+
+    /// The objects touched by applies and deletes since the last call.
+    pub fn take_touched(&mut self) -> BTreeSet<ObjectKey> {
+        std::mem::take(&mut self.touched)
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Stored> {
+        self.objects.get(key)
+    }
+
+    /// The objects of one kind, in `namespace/name` order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&ObjectKey, &Stored)> {
+        let start = ObjectKey::new(kind, NamespacedName::new("", ""));
+        self.objects
+            .range(start..)
+            .take_while(move |(key, _)| key.kind == kind)
     }
 
     /// Every Route with where it came from, in `namespace/name` order.
-    pub fn routes(&self) -> impl Iterator<Item = (&NamespacedName, &Arc<Route>, &Origin)> {
-        self.routes
-            .iter()
-            .map(|(id, (route, origin))| (id, route, origin))
+    pub fn routes(
+        &self,
+    ) -> impl Iterator<Item = (&NamespacedName, &Arc<weir_crds::Route>, &Origin)> {
+        self.of_kind(Kind::Route)
+            .filter_map(|(key, stored)| match &stored.object {
+                Object::Route(route) => Some((&key.id, route, &stored.origin)),
+                _ => None,
+            })
     }
 
     pub fn service(&self, id: &NamespacedName) -> Option<&Arc<Service>> {
-        self.services.get(id)
-    }
-
-    /// The Service the stored EndpointSlice `id` belongs to.
-    pub fn owner_of_slice(&self, id: &NamespacedName) -> Option<NamespacedName> {
-        slice_owner(&id.namespace, self.endpoint_slices.get(id)?)
+        match &self.get(&ObjectKey::new(Kind::Service, id.clone()))?.object {
+            Object::Service(service) => Some(service),
+            _ => None,
+        }
     }
 
     /// The EndpointSlices labelled as belonging to the Service `id`.
     pub fn endpoint_slices_of(&self, id: &NamespacedName) -> impl Iterator<Item = &EndpointSlice> {
-        self.slices_by_service
-            .get(id)
-            .into_iter()
-            .flatten()
-            .filter_map(|name| {
-                self.endpoint_slices
-                    .get(&NamespacedName::new(id.namespace.clone(), name.clone()))
-                    .map(|slice| &**slice)
+        self.refs
+            .parts_of(&ObjectKey::new(Kind::Service, id.clone()))
+            .filter_map(|key| match &self.objects.get(key)?.object {
+                Object::EndpointSlice(slice) => Some(&**slice),
+                _ => None,
             })
     }
 
-    fn unindex_slice(&mut self, id: &NamespacedName) {
-        let Some(service) = self.endpoint_slices.get(id).and_then(|s| slice_service(s)) else {
-            return;
-        };
-        let service = NamespacedName::new(id.namespace.clone(), service);
-        if let Some(names) = self.slices_by_service.get_mut(&service) {
-            names.remove(&id.name);
-            if names.is_empty() {
-                self.slices_by_service.remove(&service);
-            }
-        }
+    pub fn refs(&self) -> &Refs {
+        &self.refs
     }
-}
 
-/// The Service (namespace/name) an EndpointSlice in `namespace` belongs to, by its label.
-pub fn slice_owner(namespace: &str, slice: &EndpointSlice) -> Option<NamespacedName> {
-    slice_service(slice).map(|service| NamespacedName::new(namespace, service))
-}
-
-fn slice_service(slice: &EndpointSlice) -> Option<String> {
-    slice
-        .metadata
-        .labels
-        .as_ref()?
-        .get(SERVICE_NAME_LABEL)
-        .cloned()
+    pub fn refs_mut(&mut self) -> &mut Refs {
+        &mut self.refs
+    }
 }
 
 #[cfg(test)]
@@ -245,20 +125,22 @@ mod tests {
     use crate::fixtures;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+    const NONE: Origin = Origin::Cluster;
+
     #[test]
     fn indexes_endpoint_slices_by_their_service_label() {
         let mut store = Store::default();
         store.apply(
             fixtures::slice("default", "echo-a", "echo", 8080, &["127.0.0.1"]),
-            None,
+            NONE,
         );
         store.apply(
             fixtures::slice("default", "echo-b", "echo", 8080, &["127.0.0.2"]),
-            None,
+            NONE,
         );
         store.apply(
             fixtures::slice("other", "echo-c", "echo", 8080, &["127.0.0.3"]),
-            None,
+            NONE,
         );
         let echo = NamespacedName::new("default", "echo");
         assert_eq!(store.endpoint_slices_of(&echo).count(), 2);
@@ -275,11 +157,11 @@ mod tests {
         let mut store = Store::default();
         store.apply(
             fixtures::slice("default", "s", "old", 80, &["127.0.0.1"]),
-            None,
+            NONE,
         );
         store.apply(
             fixtures::slice("default", "s", "new", 80, &["127.0.0.1"]),
-            None,
+            NONE,
         );
         assert_eq!(
             store
@@ -299,26 +181,49 @@ mod tests {
     fn a_status_only_update_is_not_a_routing_change() {
         let mut store = Store::default();
         let route = fixtures::route("default", "echo", &[], "/", IntOrString::Int(8080));
-        assert!(store.apply(route.clone(), None));
+        assert!(store.apply(route.clone(), NONE));
         let Object::Route(mut with_status) = route else {
             unreachable!()
         };
         let updated = Arc::make_mut(&mut with_status);
         updated.metadata.resource_version = Some("2".into());
         updated.status = Some(weir_crds::RouteStatus::default());
-        assert!(!store.apply(Object::Route(with_status.clone()), None));
+        assert!(!store.apply(Object::Route(with_status.clone()), NONE));
         Arc::make_mut(&mut with_status)
             .spec
             .hosts
             .push("echo.local".into());
-        assert!(store.apply(Object::Route(with_status), None));
+        assert!(store.apply(Object::Route(with_status), NONE));
     }
 
     #[test]
     fn applying_the_same_object_twice_changes_nothing() {
         let mut store = Store::default();
         let service = fixtures::service("default", "echo", &[("http", 8080)]);
-        assert!(store.apply(service.clone(), None));
-        assert!(!store.apply(service, None));
+        assert!(store.apply(service.clone(), NONE));
+        assert!(!store.apply(service, NONE));
+    }
+
+    #[test]
+    fn a_slice_change_touches_its_service_before_and_after() {
+        let mut store = Store::default();
+        store.apply(
+            fixtures::slice("default", "s", "old", 80, &["127.0.0.1"]),
+            NONE,
+        );
+        store.take_touched();
+        store.apply(
+            fixtures::slice("default", "s", "new", 80, &["127.0.0.1"]),
+            NONE,
+        );
+        let touched: Vec<String> = store.take_touched().iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            touched,
+            [
+                "Service default/new",
+                "Service default/old",
+                "EndpointSlice default/s"
+            ]
+        );
     }
 }

@@ -10,18 +10,18 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
-use weir_gateway::{metrics::Metrics, table::RoutingTable};
+use weir_gateway::{metrics::Metrics, table::TableCompiler};
 
 fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("table/lookup");
-    let metrics = Metrics::default();
+    let compiler = TableCompiler::new(Metrics::default());
     let headers = HeaderMap::new();
     for routes in [1, 100, 10_000] {
-        let table = RoutingTable::compile(support::snapshot_with(routes), &metrics, None);
+        let table = compiler.compile(support::snapshot_with(routes), None);
         let host = support::host(routes / 2);
         assert!(
             table
-                .find(&host, &Method::GET, "/api/orders/42", &headers)
+                .find(&host, &Method::GET, "/api/orders/42", None, &headers)
                 .is_some()
         );
         group.throughput(Throughput::Elements(1));
@@ -31,6 +31,7 @@ fn lookup(c: &mut Criterion) {
                     black_box(&host),
                     black_box(&Method::GET),
                     black_box("/api/orders/42"),
+                    black_box(None),
                     black_box(&headers),
                 )
             })
@@ -42,18 +43,18 @@ fn lookup(c: &mut Criterion) {
 fn compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("table/compile");
     group.sample_size(20);
-    let metrics = Metrics::default();
+    let compiler = TableCompiler::new(Metrics::default());
     for routes in [10, 1_000, 10_000] {
         let snapshot = support::snapshot_with(routes);
         group.throughput(Throughput::Elements(routes as u64));
         // From scratch, as at startup.
         group.bench_function(BenchmarkId::new("full", routes), |b| {
-            b.iter(|| RoutingTable::compile(black_box(snapshot.clone()), &metrics, None))
+            b.iter(|| compiler.compile(black_box(snapshot.clone()), None))
         });
         // The next table after a change elsewhere: unchanged host levels are taken over.
-        let previous = RoutingTable::compile(snapshot.clone(), &metrics, None);
+        let previous = compiler.compile(snapshot.clone(), None);
         group.bench_function(BenchmarkId::new("unchanged", routes), |b| {
-            b.iter(|| RoutingTable::compile(black_box(snapshot.clone()), &metrics, Some(&previous)))
+            b.iter(|| compiler.compile(black_box(snapshot.clone()), Some(&previous)))
         });
     }
     group.finish();

@@ -1,52 +1,77 @@
-//! Weir's data plane: the routing table, the reverse proxy, load balancing, metrics and the
-//! admin server.
+//! Weir's data plane: the routing table, the reverse proxy, upstreams, load balancing, metrics
+//! and the admin server.
 //!
-//! It receives [`weir_controlplane::Snapshot`]s, compiles each into a [`table::RoutingTable`]
-//! and swaps it in atomically; it never talks to a configuration source itself.
+//! It receives [`weir_contract::Snapshot`]s, compiles each into a [`table::RoutingTable`]
+//! and swaps it in atomically; it never talks to a configuration source itself, and links
+//! neither kube nor the control plane.
 
 pub mod admin;
 pub mod balance;
+pub mod filters;
+pub mod listener;
 pub mod metrics;
 pub mod proxy;
-pub mod server;
+pub mod state;
 pub mod table;
 pub mod upstream;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
-use weir_controlplane::Snapshot;
+use weir_contract::Snapshot;
 
-use crate::{metrics::Metrics, table::RoutingTable};
+use crate::table::{RoutingTable, TableCompiler};
+
+/// How often state that no table holds any more is looked for, besides after each swap
+/// (a request that outlived its table may have kept some alive then).
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// Compiles each snapshot the control plane publishes and makes it the live table.
 ///
 /// Requests in flight keep the table they started with; new requests see the new one.
+/// Returns when the control plane is gone.
 pub async fn apply_snapshots(
     mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     table: Arc<ArcSwap<RoutingTable>>,
-    metrics: Arc<Metrics>,
+    compiler: TableCompiler,
 ) {
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
         if let Some(snapshot) = snapshot {
             let started = Instant::now();
             let reconcile = snapshot.reconcile_duration;
-            let compiled = RoutingTable::compile(snapshot, &metrics, Some(&table.load()));
+            let compiled = compiler.compile(snapshot, Some(&table.load()));
             let (generation, routes) = (compiled.generation, compiled.route_count());
-            table.store(Arc::new(compiled));
-            metrics.table_swapped(generation, routes, reconcile, started.elapsed());
+            let previous = table.swap(Arc::new(compiled));
+            let compile = started.elapsed();
+            compiler
+                .metrics()
+                .table_swapped(generation, routes, compile);
             tracing::info!(
                 generation,
                 routes,
                 reconcile_us = reconcile.as_micros() as u64,
-                compile_us = started.elapsed().as_micros() as u64,
+                compile_us = compile.as_micros() as u64,
                 "routing table live"
             );
+            drop(previous);
+            compiler.sweep();
         }
-        if snapshots.changed().await.is_err() {
-            return;
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return,
+                },
+                _ = sweep.tick() => {
+                    compiler.sweep();
+                }
+            }
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Prometheus metrics of the gateway, via `prometheus-client`.
 //!
 //! Per-route series are looked up once, when a table is compiled, and handed to the rule as a
-//! [`RouteMetrics`]; a request then only increments atomics, never hashes a label set and never
-//! takes a lock (prometheus-client's own histogram locks a mutex per observation, so the
-//! request latency histogram is a [`DurationHistogram`] of atomic buckets instead).
+//! [`RouteMetrics`] (held in the route's long-lived state, see [`crate::state`]); a request then
+//! only increments atomics, never hashes a label set and never takes a lock (prometheus-client's
+//! own histogram locks a mutex per observation, so the request latency histogram is a
+//! [`DurationHistogram`] of atomic buckets instead). When a route is gone from every table, its
+//! series are dropped ([`Metrics::forget_route`]).
+//!
+//! The binary owns the [`Registry`]; each component registers its own metrics in it.
 
 use std::{
     sync::{
@@ -121,69 +125,58 @@ impl EncodeMetric for DurationHistogram {
     }
 }
 
-/// Every metric the gateway exports, and the registry that encodes them.
+/// Every metric the data plane exports. The binary owns the registry they are registered in.
+#[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<RouteLabels, DurationHistogram>,
     table_generation: Gauge,
     table_routes: Gauge,
-    reconcile_duration: Histogram,
     table_compile_duration: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("weir");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let request_duration = Family::<RouteLabels, DurationHistogram>::default();
-        let table_generation = Gauge::default();
-        let table_routes = Gauge::default();
-        let reconcile_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
-        let table_compile_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
-        registry.register(
-            "requests",
-            "Requests proxied, by route and status class",
-            requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time from request to response headers, by route",
-            request_duration.clone(),
-        );
-        registry.register(
-            "table_generation",
-            "Generation of the routing table being served",
-            table_generation.clone(),
-        );
-        registry.register(
-            "table_routes",
-            "Routes in the routing table being served",
-            table_routes.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time to build a snapshot from the store",
-            reconcile_duration.clone(),
-        );
-        registry.register(
-            "table_compile_duration_seconds",
-            "Time to compile a snapshot into a routing table",
-            table_compile_duration.clone(),
-        );
         Self {
-            registry,
-            requests,
-            request_duration,
-            table_generation,
-            table_routes,
-            reconcile_duration,
-            table_compile_duration,
+            requests: Family::default(),
+            request_duration: Family::default(),
+            table_generation: Gauge::default(),
+            table_routes: Gauge::default(),
+            table_compile_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
         }
     }
 }
 
 impl Metrics {
+    /// Registers every metric in `registry` (which prefixes them `weir_`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "requests",
+            "Requests proxied, by route and status class",
+            self.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers, by route",
+            self.request_duration.clone(),
+        );
+        registry.register(
+            "table_generation",
+            "Generation of the routing table being served",
+            self.table_generation.clone(),
+        );
+        registry.register(
+            "table_routes",
+            "Routes in the routing table being served",
+            self.table_routes.clone(),
+        );
+        registry.register(
+            "table_compile_duration_seconds",
+            "Time to compile a snapshot into a routing table",
+            self.table_compile_duration.clone(),
+        );
+    }
+
     /// The series of one route, resolved once for the hot path.
     pub fn route_metrics(&self, route: &str) -> RouteMetrics {
         RouteMetrics {
@@ -204,32 +197,32 @@ impl Metrics {
         }
     }
 
-    /// The registry, for components that bring metrics of their own (the control plane's
-    /// work queues) to register before the gateway starts serving.
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
+    /// Drops the series of a route that is gone, so they stop being exported.
+    pub fn forget_route(&self, route: &str) {
+        for status_class in STATUS_CLASSES {
+            self.requests.remove(&RequestLabels {
+                route: route.to_owned(),
+                status_class,
+            });
+        }
+        self.request_duration.remove(&RouteLabels {
+            route: route.to_owned(),
+        });
     }
 
     /// Records that a new table went live.
-    pub fn table_swapped(
-        &self,
-        generation: u64,
-        routes: usize,
-        reconcile: Duration,
-        compile: Duration,
-    ) {
+    pub fn table_swapped(&self, generation: u64, routes: usize, compile: Duration) {
         self.table_generation.set(generation as i64);
         self.table_routes.set(routes as i64);
-        self.reconcile_duration.observe(reconcile.as_secs_f64());
         self.table_compile_duration.observe(compile.as_secs_f64());
     }
+}
 
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
-        text
-    }
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn encode_registry(registry: &Registry) -> String {
+    let mut text = String::new();
+    encode(&mut text, registry).expect("writing to a String cannot fail");
+    text
 }
 
 /// One route's request counters and latency histogram.
@@ -251,6 +244,13 @@ impl RouteMetrics {
 mod tests {
     use super::*;
 
+    /// The text a scrape of these metrics gives.
+    fn scrape(metrics: &Metrics) -> String {
+        let mut registry = Registry::with_prefix("weir");
+        metrics.register(&mut registry);
+        encode_registry(&registry)
+    }
+
     #[test]
     fn counts_requests_by_route_and_status_class() {
         let metrics = Metrics::default();
@@ -261,7 +261,7 @@ mod tests {
         metrics
             .route_metrics("default/echo")
             .record(StatusCode::OK, Duration::from_millis(1));
-        let text = metrics.encode();
+        let text = scrape(&metrics);
         assert!(
             text.contains(r#"weir_requests_total{route="default/echo",status_class="2xx"} 2"#),
             "{text}"
@@ -283,7 +283,7 @@ mod tests {
         for micros in [100, 101, 200, 10_000_000] {
             route.record(StatusCode::OK, Duration::from_micros(micros));
         }
-        let text = metrics.encode();
+        let text = scrape(&metrics);
         for expected in [
             r#"weir_request_duration_seconds_bucket{le="0.0001",route="r"} 1"#,
             r#"weir_request_duration_seconds_bucket{le="0.0002",route="r"} 3"#,
@@ -293,5 +293,27 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected} in\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod forgetting {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_route_is_no_longer_exported() {
+        let metrics = Metrics::default();
+        let mut registry = Registry::with_prefix("weir");
+        metrics.register(&mut registry);
+        metrics
+            .route_metrics("default/gone")
+            .record(StatusCode::OK, Duration::from_millis(1));
+        metrics
+            .route_metrics("default/kept")
+            .record(StatusCode::OK, Duration::from_millis(1));
+        metrics.forget_route("default/gone");
+        let text = encode_registry(&registry);
+        assert!(!text.contains("default/gone"), "{text}");
+        assert!(text.contains("default/kept"), "{text}");
     }
 }

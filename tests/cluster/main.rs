@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use kube::{ResourceExt, api::DynamicObject};
-use weir_controlplane::informer::{InformerEvent, InformerFactory, ResourceCatalog, WatchScope};
 use weir_e2e::{
     Echo, Weir,
     cluster::{cluster, metric_sum},
     eventually, eventually_within, manifests,
 };
+use weir_informer::{InformerEvent, InformerFactory, ResourceCatalog, WatchScope};
 
 #[tokio::test]
 async fn traffic_follows_endpoint_slices_and_routes_applied_to_the_cluster() {

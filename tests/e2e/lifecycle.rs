@@ -65,3 +65,57 @@ async fn a_missing_config_directory_exits_2_with_a_one_line_error() {
         "the error names the directory: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    use std::{
+        io::{BufRead, BufReader},
+        process::Stdio,
+        sync::mpsc,
+    };
+
+    let config = ConfigDir::new();
+    let mut child = Command::new(binaries::weir())
+        .arg("--config")
+        .arg(config.path())
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--log-format", "text"])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen
+        .iter()
+        .any(|line: &String| line.contains("routing table live"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter().any(|line| line.contains("routing table live")),
+        "weir logged its first table: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|line| !line.contains('\u{1b}')),
+        "no ANSI escape codes when stderr is a pipe: {seen:?}"
+    );
+}

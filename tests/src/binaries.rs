@@ -1,7 +1,7 @@
 //! The binaries under test, built once per test process with the tests' own profile.
 //!
 //! Cargo builds a test's own package, not the other binaries of the workspace, so the harness
-//! runs `cargo build -p weir-gateway -p weir-echo` itself, once: the first test to ask builds,
+//! runs `cargo build -p weir -p weir-echo` itself, once: the first test to ask builds,
 //! the others wait for it. The build goes to the target directory this test binary lives in,
 //! `<target>/<profile>/deps/<test>`, and the binaries are then `<target>/<profile>/<name>`.
 
@@ -39,7 +39,7 @@ fn build() -> PathBuf {
 
     let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .args(["build", "--quiet", "-p", "weir-gateway", "-p", "weir-echo"])
+        .args(["build", "--quiet", "-p", "weir", "-p", "weir-echo"])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -56,7 +56,7 @@ fn build() -> PathBuf {
     let output = cargo.output().expect("cargo runs");
     assert!(
         output.status.success(),
-        "cargo build -p weir-gateway -p weir-echo failed:\n{}",
+        "cargo build -p weir -p weir-echo failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     profile_dir.to_owned()

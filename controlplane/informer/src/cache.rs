@@ -1,8 +1,8 @@
 //! The informer cache: objects by key, with listers and custom indexes.
 //!
 //! Keys are client-go's: `namespace/name`, or `name` for cluster-scoped objects. An index is a
-//! function from an object to the values it is filed under (EndpointSlices by Service name,
-//! Routes by referenced Service); every insert and remove updates every index under the same
+//! function from an object to the values it is filed under (EndpointSlices by the Service their
+//! label names, say); every insert and remove updates every index under the same
 //! lock, so a lookup by index never sees an object the cache no longer holds.
 
 use std::{
@@ -194,50 +194,50 @@ fn unfile<K>(index: &mut Index<K>, key: &str, object: &K) {
     }
 }
 
-/// Files EndpointSlices under `namespace/service` from their `kubernetes.io/service-name` label.
-pub fn by_service_name<K: Resource>() -> IndexFn<K> {
-    Arc::new(|object: &K| {
-        let labels = object.labels();
-        match (
-            object.namespace(),
-            labels.get(crate::store::SERVICE_NAME_LABEL),
-        ) {
-            (Some(namespace), Some(service)) => vec![format!("{namespace}/{service}")],
+/// Files objects under `namespace/<value of label>`: with `kubernetes.io/service-name`, the
+/// EndpointSlices of each Service.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use k8s_openapi::api::discovery::v1::EndpointSlice;
+/// use weir_informer::{Cache, by_label};
+///
+/// let cache = Cache::default();
+/// cache.add_index("service", by_label("kubernetes.io/service-name"));
+/// let mut slice = EndpointSlice::default();
+/// slice.metadata.namespace = Some("default".into());
+/// slice.metadata.name = Some("echo-abc".into());
+/// slice.metadata.labels = Some(BTreeMap::from([("kubernetes.io/service-name".into(), "echo".into())]));
+/// cache.insert(std::sync::Arc::new(slice));
+/// assert_eq!(cache.by_index("service", "default/echo").len(), 1);
+/// ```
+pub fn by_label<K: Resource>(label: &'static str) -> IndexFn<K> {
+    Arc::new(
+        move |object: &K| match (object.namespace(), object.labels().get(label)) {
+            (Some(namespace), Some(value)) => vec![format!("{namespace}/{value}")],
             _ => Vec::new(),
-        }
-    })
-}
-
-/// Files Routes under each `namespace/service` their backends refer to, so a Service change
-/// finds the Routes it affects without scanning them all.
-pub fn routes_by_service() -> IndexFn<weir_crds::Route> {
-    Arc::new(|route: &weir_crds::Route| {
-        let namespace = route.namespace().unwrap_or_default();
-        let mut services: Vec<String> = route
-            .spec
-            .rules
-            .iter()
-            .flat_map(|rule| &rule.backends)
-            .map(|backend| format!("{namespace}/{}", backend.service.name))
-            .collect();
-        services.sort();
-        services.dedup();
-        services
-    })
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fixtures, store::Object};
     use k8s_openapi::api::discovery::v1::EndpointSlice;
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+    const SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+    fn by_service_name() -> IndexFn<EndpointSlice> {
+        by_label(SERVICE_NAME)
+    }
+
+    /// An EndpointSlice of `service` in `default`.
     fn slice(name: &str, service: &str) -> Arc<EndpointSlice> {
-        match fixtures::slice("default", name, service, 80, &["127.0.0.1"]) {
-            Object::EndpointSlice(s) => s,
-            _ => unreachable!(),
-        }
+        let mut slice = EndpointSlice::default();
+        slice.metadata.namespace = Some("default".into());
+        slice.metadata.name = Some(name.into());
+        slice.metadata.labels = Some([(SERVICE_NAME.to_owned(), service.to_owned())].into());
+        Arc::new(slice)
     }
 
     fn names(objects: Vec<Arc<EndpointSlice>>) -> Vec<String> {
@@ -282,28 +282,6 @@ mod tests {
         cache.insert(slice("a", "echo"));
         cache.add_index("service", by_service_name());
         assert_eq!(names(cache.by_index("service", "default/echo")), ["a"]);
-    }
-
-    #[test]
-    fn routes_are_indexed_by_the_services_they_refer_to() {
-        let cache = Cache::default();
-        cache.add_index("service", routes_by_service());
-        for (name, port) in [("a", 80), ("b", 81)] {
-            let Object::Route(route) =
-                fixtures::route("default", name, &[], "/", IntOrString::Int(port))
-            else {
-                unreachable!()
-            };
-            cache.insert(route);
-        }
-        let mut names: Vec<String> = cache
-            .by_index("service", "default/echo")
-            .iter()
-            .map(|r| r.name_any())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["a", "b"]);
-        assert!(cache.by_index("service", "default/other").is_empty());
     }
 
     #[test]

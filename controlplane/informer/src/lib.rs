@@ -1,7 +1,9 @@
 //! Informers: the client-go informer machinery, on kube-rs watchers.
 //!
 //! kube-rs gives a watcher (list, then watch, with relists on 410 Gone and backoff on errors)
-//! and a reflector. This module adds what a gateway's control plane needs on top:
+//! and a reflector. This crate adds what a controller needs on top, and knows nothing of the
+//! objects it is used for (Weir's own kinds, indexes and handlers live in `weir-controlplane`):
+//! - [`client`]: a client from a kubeconfig, or inferred;
 //! - [`discovery`]: resolve resource names to API resources at runtime, tolerating broken
 //!   aggregated APIs;
 //! - [`cache`]: a local cache with listers and custom indexes kept in step;
@@ -13,12 +15,14 @@
 //! - [`queue`]: a de-duplicating, rate-limited work queue with per-item backoff.
 
 pub mod cache;
+pub mod client;
 pub mod discovery;
 pub mod factory;
 pub mod queue;
 pub mod shared;
 
-pub use cache::{Cache, by_service_name, object_key, routes_by_service};
+pub use cache::{Cache, IndexFn, by_label, object_key};
+pub use client::{ConnectError, connect};
 pub use discovery::{DiscoveredResource, ResourceCatalog};
 pub use factory::{InformerFactory, WatchScope};
 pub use shared::{Informer, InformerEvent};

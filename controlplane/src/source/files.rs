@@ -1,8 +1,8 @@
 //! The file source: standalone mode's configuration, a directory of Kubernetes manifests.
 //!
 //! Every `*.yaml`/`*.yml` file under the directory (recursively; names starting with `.` are
-//! skipped, which also skips a mounted ConfigMap's `..data` twin) may hold several documents:
-//! Routes, Services and EndpointSlices, exactly as they would be applied to a cluster.
+//! skipped, which also skips a mounted ConfigMap's `..data` twin) may hold several documents,
+//! of any kind Weir reads ([`crate::kinds`]), exactly as they would be applied to a cluster.
 //!
 //! The invariant is "never lose a working config": a file that does not parse keeps every
 //! object it last delivered, and a document that does not convert keeps its last good
@@ -19,13 +19,14 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use notify::{EventKind, RecursiveMode, Watcher, event::AccessKind};
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use weir_crds::Route;
+use weir_contract::{Origin, SourceProblem};
 
-use crate::store::{Object, ObjectKey, SourceEvent, SourceProblem};
+use crate::{
+    kinds::{DecodeError, Object, ObjectKey},
+    source::SourceEvent,
+};
 
 /// The name this source reports itself under.
 pub const SOURCE_NAME: &str = "files";
@@ -249,11 +250,15 @@ impl ManifestDirectory {
                     loaded.objects.insert(key);
                     events.push(SourceEvent::Apply {
                         object,
-                        origin: Some(Arc::from(origin)),
+                        origin: Origin::File(Arc::from(origin)),
                     });
                 }
-                Err(DocumentError { key, reason }) => {
+                Err(error) => {
                     // A document that no longer converts keeps serving its last good version.
+                    let key = match &error {
+                        DecodeError::Invalid { key, .. } => Some(key.clone()),
+                        _ => None,
+                    };
                     let kept = key.filter(|k| previous.objects.contains(k));
                     let suffix = if kept.is_some() {
                         "; keeping its last good version"
@@ -262,7 +267,7 @@ impl ManifestDirectory {
                     };
                     loaded
                         .problems
-                        .push(problem(&origin, format!("{reason}{suffix}")));
+                        .push(problem(&origin, format!("{error}{suffix}")));
                     loaded.objects.extend(kept);
                 }
             }
@@ -329,13 +334,6 @@ fn list_manifests(root: &Path, problems: &mut Vec<SourceProblem>) -> HashSet<Pat
     found
 }
 
-/// A document that is YAML but not an object Weir can use.
-struct DocumentError {
-    /// The object it names, when it names one.
-    key: Option<ObjectKey>,
-    reason: String,
-}
-
 /// The parser's limits, raised for configuration directories: its defaults (1,024 documents,
 /// 250,000 nodes a file) refuse a file of a few thousand Routes, which is an ordinary thing to
 /// generate. Alias and anchor limits, the defence against YAML bombs, stay as they are.
@@ -350,7 +348,7 @@ fn parse_options() -> serde_saphyr::Options {
 }
 
 /// A document's index in its file, and what it converted to.
-type ParsedDocument = (usize, Result<Object, DocumentError>);
+type ParsedDocument = (usize, Result<Object, DecodeError>);
 
 /// Splits a file into documents and converts each; `Err` when the file is not YAML at all.
 fn parse_documents(text: &str) -> Result<Vec<ParsedDocument>, String> {
@@ -361,76 +359,8 @@ fn parse_documents(text: &str) -> Result<Vec<ParsedDocument>, String> {
         .into_iter()
         .enumerate()
         .filter(|(_, document)| !document.is_null())
-        .map(|(index, document)| (index, to_object(document)))
+        .map(|(index, document)| (index, Object::decode(document)))
         .collect())
-}
-
-/// Converts one document into the typed object its apiVersion and kind name.
-fn to_object(mut document: serde_json::Value) -> Result<Object, DocumentError> {
-    let field = |document: &serde_json::Value, pointer: &str| {
-        document
-            .pointer(pointer)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let api_version = field(&document, "/apiVersion").unwrap_or_default();
-    let kind = field(&document, "/kind").unwrap_or_default();
-    let Some(name) = field(&document, "/metadata/name") else {
-        return Err(DocumentError {
-            key: None,
-            reason: format!("{kind} has no metadata.name"),
-        });
-    };
-    if field(&document, "/metadata/namespace").is_none()
-        && let Some(metadata) = document.get_mut("metadata").and_then(|m| m.as_object_mut())
-    {
-        metadata.insert("namespace".into(), "default".into());
-    }
-    let namespace = field(&document, "/metadata/namespace").unwrap_or_default();
-    let key_of = |kind| ObjectKey {
-        kind,
-        id: crate::NamespacedName::new(namespace.clone(), name.clone()),
-    };
-    use crate::store::Kind;
-    let (kind_of_key, converted) = match (api_version.as_str(), kind.as_str()) {
-        ("weir.dev/v1alpha1", "Route") => (
-            Kind::Route,
-            convert::<Route>(document).map(|o| Object::Route(Arc::new(o))),
-        ),
-        ("v1", "Service") => (
-            Kind::Service,
-            convert::<Service>(document).map(|o| Object::Service(Arc::new(o))),
-        ),
-        ("discovery.k8s.io/v1", "EndpointSlice") => (
-            Kind::EndpointSlice,
-            convert::<EndpointSlice>(document).map(|o| Object::EndpointSlice(Arc::new(o))),
-        ),
-        _ => {
-            return Err(DocumentError {
-                key: None,
-                reason: format!(
-                    "unsupported kind {kind:?} in apiVersion {api_version:?} (Weir reads weir.dev/v1alpha1 Route, v1 Service, discovery.k8s.io/v1 EndpointSlice)"
-                ),
-            });
-        }
-    };
-    converted.map_err(|reason| DocumentError {
-        key: Some(key_of(kind_of_key)),
-        reason: format!("{kind} {namespace}/{name}: {reason}"),
-    })
-}
-
-/// Deserialises with the failing field's path in the error (`spec.rules[0].method: …`).
-fn convert<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(document).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
-        }
-    })
 }
 
 /// The parser's first line says what and where (`line 1 column 7: unclosed bracket`); the
@@ -443,7 +373,7 @@ fn first_line(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Kind;
+    use crate::kinds::Kind;
 
     const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec: {ports: [{name: http, port: 8080}]}\n";
     const ROUTE: &str = "apiVersion: weir.dev/v1alpha1\nkind: Route\nmetadata: {name: echo}\nspec:\n  rules:\n  - backends: [{service: {name: echo, port: 8080}}]\n";

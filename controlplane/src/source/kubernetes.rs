@@ -1,50 +1,31 @@
-//! The Kubernetes source: Services, EndpointSlices and Routes from a live cluster, through the
-//! shared informers, as the same [`SourceEvent`]s the file source emits.
+//! The Kubernetes source: every kind Weir reads ([`crate::kinds`]), from a live cluster,
+//! through the shared informers, as the same [`SourceEvent`]s the file source emits.
 //!
-//! The Route informer follows the Route CRD: it starts when `routes.weir.dev` is Established
-//! and stops when the CRD goes (or stops being established), which deletes every Route it
-//! held, so their routes leave the table and no watch keeps failing on a type that is gone.
-//! The source reports `Synced` once Services, EndpointSlices, the CRD and (when the CRD exists)
-//! Routes have all been listed, so the gateway's first table is complete.
+//! Each kind gets one informer and one task forwarding its events. A kind defined by a CRD
+//! (Weir's Route) follows its CRD: its informer starts when the CRD is Established and stops
+//! when the CRD goes (or stops being established), which deletes every object it held, so
+//! their routes leave the table and no watch keeps failing on a type that is gone. The source
+//! reports `Synced` once every running informer and every CRD watch has listed, so the
+//! gateway's first table is complete.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
-use k8s_openapi::{
-    api::{core::v1::Service, discovery::v1::EndpointSlice},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use kube::{
-    Client, Config, Resource,
-    config::{KubeConfigOptions, Kubeconfig},
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Resource;
 use tokio::sync::mpsc;
-use weir_crds::Route;
+use weir_contract::Origin;
+use weir_informer::{InformerEvent, InformerFactory, WatchScope};
 
 use crate::{
-    informer::{Informer, InformerEvent, InformerFactory, WatchScope},
-    store::{Kind, NamespacedName, Object, ObjectKey, SourceEvent},
+    kinds::{KINDS, Kind, KindVisitor, ObjectKey, Watched, object_id},
+    source::SourceEvent,
 };
 
 /// The name this source reports itself under.
 pub const SOURCE_NAME: &str = "kubernetes";
-/// The CRD whose presence turns the Route informer on and off.
-pub const ROUTE_CRD_NAME: &str = "routes.weir.dev";
-
-/// Why the Kubernetes source could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum KubernetesSourceError {
-    #[error("cannot read kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: String,
-        source: kube::config::KubeconfigError,
-    },
-    #[error(
-        "no cluster configuration (no --kubeconfig, KUBECONFIG or in-cluster service account): {0}"
-    )]
-    Infer(#[source] kube::config::InferConfigError),
-    #[error("cannot build a Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
-}
 
 /// What to watch.
 #[derive(Clone, Debug, Default)]
@@ -55,107 +36,68 @@ pub struct KubernetesScope {
     pub route_selector: Option<String>,
 }
 
-/// A client from a kubeconfig file, or inferred (KUBECONFIG, then in-cluster).
-pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, KubernetesSourceError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|source| {
-                KubernetesSourceError::Kubeconfig {
-                    path: path.display().to_string(),
-                    source,
-                }
-            })?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|source| KubernetesSourceError::Kubeconfig {
-                    path: path.display().to_string(),
-                    source,
-                })?
-        }
-        None => Config::infer()
-            .await
-            .map_err(KubernetesSourceError::Infer)?,
-    };
-    Client::try_from(config).map_err(KubernetesSourceError::Client)
-}
-
 /// Feeds `events` from the cluster until the receiver goes away.
 pub async fn run(
     factory: Arc<InformerFactory>,
     scope: KubernetesScope,
     events: mpsc::Sender<SourceEvent>,
 ) {
-    let namespaced = WatchScope {
-        namespace: scope.namespace.clone(),
-        ..WatchScope::default()
+    let (synced_tx, mut synced_rx) = mpsc::unbounded_channel();
+    let (crd_tx, mut crd_rx) = mpsc::unbounded_channel();
+    let mut starter = Starter {
+        factory: factory.clone(),
+        scope,
+        events: events.clone(),
+        synced: synced_tx,
     };
-    let route_scope = WatchScope {
-        namespace: scope.namespace.clone(),
-        label_selector: scope.route_selector.clone(),
-        field_selector: None,
-    };
-    let services = factory.namespaced::<Service>(namespaced.clone());
-    let slices = factory.namespaced::<EndpointSlice>(namespaced);
-    let crds = factory.cluster::<CustomResourceDefinition>(WatchScope {
-        field_selector: Some(format!("metadata.name={ROUTE_CRD_NAME}")),
-        ..WatchScope::default()
-    });
-    let mut service_events = services.subscribe();
-    let mut slice_events = slices.subscribe();
-    let mut crd_events = crds.subscribe();
-    let mut routes: Option<Arc<Informer<Route>>> = None;
-    let mut route_events: Option<mpsc::UnboundedReceiver<InformerEvent<Route>>> = None;
+    let mut running: HashMap<Kind, StopInformer> = HashMap::new();
     let mut sync = SyncTracker::default();
+    for info in KINDS {
+        match info.crd {
+            None => {
+                sync.pending.insert(info.kind);
+                running.insert(info.kind, info.kind.visit(&mut starter));
+            }
+            Some(crd) => {
+                sync.crds_pending.insert(info.kind);
+                follow_crd(&factory, info.kind, crd, crd_tx.clone());
+            }
+        }
+    }
 
     loop {
-        let forwarded = tokio::select! {
-            Some(event) = service_events.recv() => {
-                sync.services |= matches!(event, InformerEvent::Synced);
-                forward(event, Kind::Service, Object::Service)
+        tokio::select! {
+            Some(kind) = synced_rx.recv() => {
+                sync.pending.remove(&kind);
             }
-            Some(event) = slice_events.recv() => {
-                sync.slices |= matches!(event, InformerEvent::Synced);
-                forward(event, Kind::EndpointSlice, Object::EndpointSlice)
-            }
-            Some(event) = recv_routes(&mut route_events) => {
-                sync.routes |= matches!(event, InformerEvent::Synced);
-                forward(event, Kind::Route, Object::Route)
-            }
-            Some(event) = crd_events.recv() => {
-                let established = match &event {
-                    InformerEvent::Added(crd) | InformerEvent::Updated { new: crd, .. } => is_established(crd),
-                    InformerEvent::Deleted { .. } => false,
-                    InformerEvent::Synced => {
-                        sync.crds = true;
-                        routes.is_some()
+            Some(crd) = crd_rx.recv() => {
+                let CrdEvent { kind, established } = crd;
+                let name = kind.info().crd.unwrap_or_default();
+                match (established, running.contains_key(&kind)) {
+                    (Some(true), false) => {
+                        tracing::info!(crd = name, "CRD established; starting the {:?} informer", kind);
+                        if !sync.reported {
+                            sync.pending.insert(kind);
+                        }
+                        running.insert(kind, kind.visit(&mut starter));
                     }
-                };
-                match (established, &routes) {
-                    (true, None) => {
-                        tracing::info!(crd = ROUTE_CRD_NAME, "Route CRD established; starting the Route informer");
-                        let informer = factory.namespaced::<Route>(route_scope.clone());
-                        route_events = Some(informer.subscribe());
-                        routes = Some(informer);
-                        sync.routes = false;
+                    (Some(false), true) => {
+                        tracing::info!(crd = name, "CRD gone; stopping the {:?} informer and dropping its objects", kind);
+                        // The informer delivers a delete for each object it held, then closes.
+                        if let Some(stop) = running.remove(&kind) {
+                            stop();
+                        }
+                        sync.pending.remove(&kind);
                     }
-                    (false, Some(informer)) => {
-                        tracing::info!(crd = ROUTE_CRD_NAME, "Route CRD gone; stopping the Route informer and dropping its Routes");
-                        // The informer delivers a delete for each Route it held, then closes.
-                        factory.stop(informer);
-                        routes = None;
+                    (None, _) => {
+                        sync.crds_pending.remove(&kind);
                     }
                     _ => {}
                 }
-                None
             }
-            else => return,
-        };
-        if let Some(event) = forwarded
-            && events.send(event).await.is_err()
-        {
-            return;
+            () = events.closed() => return,
         }
-        if !sync.reported && sync.complete(routes.is_some()) {
+        if !sync.reported && sync.pending.is_empty() && sync.crds_pending.is_empty() {
             sync.reported = true;
             tracing::info!("Kubernetes source synced");
             if events
@@ -171,60 +113,105 @@ pub async fn run(
     }
 }
 
-/// Receives from the Route informer while there is one; pends forever otherwise, and drops
-/// the receiver once a stopped informer has closed it.
-async fn recv_routes(
-    receiver: &mut Option<mpsc::UnboundedReceiver<InformerEvent<Route>>>,
-) -> Option<InformerEvent<Route>> {
-    let Some(events) = receiver else {
-        return std::future::pending().await;
-    };
-    match events.recv().await {
-        Some(event) => Some(event),
-        None => {
-            *receiver = None;
-            std::future::pending().await
-        }
+/// Stops a kind's informer (which deletes its objects downstream).
+type StopInformer = Box<dyn FnOnce() + Send>;
+
+/// Starts a kind's informer and the task that forwards its events.
+struct Starter {
+    factory: Arc<InformerFactory>,
+    scope: KubernetesScope,
+    events: mpsc::Sender<SourceEvent>,
+    synced: mpsc::UnboundedSender<Kind>,
+}
+
+impl KindVisitor for Starter {
+    type Output = StopInformer;
+
+    fn visit<K: Watched>(&mut self) -> StopInformer {
+        let watch_scope = WatchScope {
+            namespace: self.scope.namespace.clone(),
+            label_selector: match K::KIND {
+                Kind::Route => self.scope.route_selector.clone(),
+                Kind::Service | Kind::EndpointSlice => None,
+            },
+            field_selector: None,
+        };
+        let informer = self.factory.namespaced::<K>(watch_scope);
+        let mut informer_events = informer.subscribe();
+        let events = self.events.clone();
+        let synced = self.synced.clone();
+        tokio::spawn(async move {
+            while let Some(event) = informer_events.recv().await {
+                let forwarded = match event {
+                    InformerEvent::Added(object) | InformerEvent::Updated { new: object, .. } => {
+                        SourceEvent::Apply {
+                            object: K::into_object(object),
+                            origin: Origin::Cluster,
+                        }
+                    }
+                    InformerEvent::Deleted { object, .. } => {
+                        SourceEvent::Delete(ObjectKey::new(K::KIND, object_id(object.meta())))
+                    }
+                    InformerEvent::Synced => {
+                        let _ = synced.send(K::KIND);
+                        continue;
+                    }
+                };
+                if events.send(forwarded).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let factory = self.factory.clone();
+        Box::new(move || factory.stop(&informer))
     }
+}
+
+/// What a CRD watch says: the CRD is established (`Some(true)`), gone or not established
+/// (`Some(false)`), or the watch has listed (`None`).
+struct CrdEvent {
+    kind: Kind,
+    established: Option<bool>,
+}
+
+/// Watches the CRD that defines `kind` and reports whether it is established.
+fn follow_crd(
+    factory: &InformerFactory,
+    kind: Kind,
+    crd: &'static str,
+    report: mpsc::UnboundedSender<CrdEvent>,
+) {
+    let informer = factory.cluster::<CustomResourceDefinition>(WatchScope {
+        field_selector: Some(format!("metadata.name={crd}")),
+        ..WatchScope::default()
+    });
+    let mut crd_events = informer.subscribe();
+    tokio::spawn(async move {
+        // Held so the watch lives as long as this task.
+        let _informer = informer;
+        while let Some(event) = crd_events.recv().await {
+            let established = match &event {
+                InformerEvent::Added(crd) | InformerEvent::Updated { new: crd, .. } => {
+                    Some(is_established(crd))
+                }
+                InformerEvent::Deleted { .. } => Some(false),
+                InformerEvent::Synced => None,
+            };
+            if report.send(CrdEvent { kind, established }).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Which informers have delivered their first list.
 #[derive(Default)]
 struct SyncTracker {
-    services: bool,
-    slices: bool,
-    crds: bool,
-    routes: bool,
+    /// Running informers that have not listed yet.
+    pending: HashSet<Kind>,
+    /// CRD watches that have not listed yet (until they have, whether the kind exists is unknown).
+    crds_pending: HashSet<Kind>,
     reported: bool,
-}
-
-impl SyncTracker {
-    fn complete(&self, route_informer_running: bool) -> bool {
-        self.services && self.slices && self.crds && (self.routes || !route_informer_running)
-    }
-}
-
-fn forward<K: Resource>(
-    event: InformerEvent<K>,
-    kind: Kind,
-    wrap: fn(Arc<K>) -> Object,
-) -> Option<SourceEvent> {
-    match event {
-        InformerEvent::Added(object) | InformerEvent::Updated { new: object, .. } => {
-            Some(SourceEvent::Apply {
-                object: wrap(object),
-                origin: None,
-            })
-        }
-        InformerEvent::Deleted { object, .. } => Some(SourceEvent::Delete(ObjectKey {
-            kind,
-            id: NamespacedName::new(
-                object.meta().namespace.clone().unwrap_or_default(),
-                object.meta().name.clone().unwrap_or_default(),
-            ),
-        })),
-        InformerEvent::Synced => None,
-    }
 }
 
 fn is_established(crd: &CustomResourceDefinition) -> bool {

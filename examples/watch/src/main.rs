@@ -11,10 +11,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use kube::{ResourceExt, api::DynamicObject};
 use tokio::sync::mpsc;
-use weir_controlplane::{
-    informer::{InformerEvent, InformerFactory, ResourceCatalog, WatchScope},
-    source::kubernetes,
-};
+use weir_informer::{InformerEvent, InformerFactory, ResourceCatalog, WatchScope};
 
 /// Watch resources by name with dynamic informers.
 #[derive(Parser)]
@@ -39,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let client = kubernetes::connect(args.kubeconfig.as_deref()).await?;
+    let client = weir_informer::connect(args.kubeconfig.as_deref()).await?;
     let catalog = ResourceCatalog::discover(&client)
         .await
         .context("discovering API resources")?;

@@ -4,7 +4,9 @@
 //! - `/healthz`: 200 while the process runs.
 //! - `/readyz`: 200 once the first routing table is live, 503 before.
 //! - `/metrics`: Prometheus text.
-//! - `/debug/routes`: JSON of the live snapshot: accepted routes, a report per Route, source problems.
+//! - `/debug/routes`: JSON of the live configuration for operators ([`view`]): accepted
+//!   routes, a report per Route, source problems. Built from the snapshot field by field, it
+//!   cannot contain secret material: the contract's secret types cannot be serialised.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -19,13 +21,18 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::{metrics::Metrics, table::RoutingTable};
+use prometheus_client::registry::Registry;
+
+use crate::{metrics::encode_registry, table::RoutingTable};
+
+pub mod view;
 
 /// What the admin endpoints read.
 #[derive(Clone)]
 pub struct AdminState {
     pub table: Arc<ArcSwap<RoutingTable>>,
-    pub metrics: Arc<Metrics>,
+    /// Every component's metrics, registered before serving starts.
+    pub registry: Arc<Registry>,
 }
 
 /// Serves the admin endpoints until the task is dropped.
@@ -67,12 +74,12 @@ fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Byt
         }
         "/metrics" => with_type(
             StatusCode::OK,
-            state.metrics.encode(),
+            encode_registry(&state.registry),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/debug/routes" => {
             let table = state.table.load_full();
-            match serde_json::to_string_pretty(&*table.snapshot) {
+            match serde_json::to_string_pretty(&view::snapshot(&table.snapshot)) {
                 Ok(json) => with_type(StatusCode::OK, json, "application/json"),
                 Err(error) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,57 +1,62 @@
-//! Weighted round-robin across a rule's backends, then round-robin across each backend's
-//! endpoints.
+//! Load balancing: which endpoint of which backend a rule's next request goes to.
 //!
-//! The weights are turned into a fixed schedule when the table is compiled (nginx's smooth
-//! weighted round-robin, so a 3:1 split interleaves as a a b a, not a a a b), and a request
-//! only bumps an atomic counter: no lock, no allocation. Counters restart with each new table,
-//! which costs at most one round of skew.
+//! Weighted round-robin across a rule's backends ([`wrr`]), then round-robin across each
+//! backend's endpoints. The weights become a fixed schedule when the table is compiled, and a
+//! request only bumps atomic counters: no lock, no allocation. The counters live in the rule's
+//! long-lived state ([`BalancerCursor`]), so a table swap for an unrelated change does not
+//! restart the rotation.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+mod wrr;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
 };
 
-use http::uri::Authority;
+use weir_contract::Filter;
 
-/// Longest schedule kept; larger weight sums are scaled down to fit.
-const MAX_SCHEDULE_LEN: u64 = 4096;
+use crate::upstream::Target;
 
-/// An upstream endpoint, with its URI authority built once.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub address: SocketAddr,
-    pub authority: Authority,
-}
-
-/// One backend: a Service and its ready endpoints.
+/// One backend: a Service and the targets of its ready endpoints.
 #[derive(Debug)]
 pub struct BackendEndpoints {
     /// `namespace/name` of the Service, for logs.
     pub service: Arc<str>,
-    pub endpoints: Box<[Endpoint]>,
-    next_endpoint: AtomicUsize,
+    pub endpoints: Box<[Target]>,
+    /// The backend's own filters, applied after the rule's.
+    pub filters: Box<[Filter]>,
 }
 
 impl BackendEndpoints {
-    pub fn new(service: Arc<str>, addresses: &[SocketAddr]) -> Self {
-        let endpoints = addresses
-            .iter()
-            .map(|address| Endpoint {
-                address: *address,
-                authority: address
-                    .to_string()
-                    .parse()
-                    .expect("a socket address is a valid authority"),
-            })
-            .collect();
+    pub fn new(service: Arc<str>, endpoints: Vec<Target>) -> Self {
         Self {
             service,
-            endpoints,
-            next_endpoint: AtomicUsize::new(0),
+            endpoints: endpoints.into(),
+            filters: Box::default(),
         }
+    }
+}
+
+/// Where a rule's rotation stands: the schedule slot, and each backend's endpoint. Kept in
+/// the rule's long-lived state, so it survives table swaps.
+#[derive(Debug)]
+pub struct BalancerCursor {
+    next_slot: AtomicUsize,
+    next_endpoint: Box<[AtomicUsize]>,
+}
+
+impl BalancerCursor {
+    /// A cursor for a rule of `backends` backends.
+    pub fn new(backends: usize) -> Self {
+        Self {
+            next_slot: AtomicUsize::new(0),
+            next_endpoint: (0..backends).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// Whether this cursor can serve a rule of `backends` backends.
+    pub fn fits(&self, backends: usize) -> bool {
+        self.next_endpoint.len() == backends
     }
 }
 
@@ -61,13 +66,17 @@ pub struct Balancer {
     backends: Box<[BackendEndpoints]>,
     /// Backend indexes in the order requests get them.
     schedule: Box<[u32]>,
-    next_slot: AtomicUsize,
+    cursor: Arc<BalancerCursor>,
 }
 
 impl Balancer {
     /// Builds the schedule from `(backend, weight)` pairs. Backends with weight 0 or no ready
-    /// endpoints get no traffic.
-    pub fn new(backends: Vec<(BackendEndpoints, u32)>) -> Self {
+    /// endpoints get no traffic. `cursor` must fit the number of backends.
+    pub fn new(backends: Vec<(BackendEndpoints, u32)>, cursor: Arc<BalancerCursor>) -> Self {
+        assert!(
+            cursor.fits(backends.len()),
+            "a balancer cursor is made for its rule's backends"
+        );
         let weights: Vec<u64> = backends
             .iter()
             .map(|(backend, weight)| {
@@ -79,21 +88,23 @@ impl Balancer {
             })
             .collect();
         Self {
-            schedule: smooth_schedule(&weights).into(),
+            schedule: wrr::smooth_schedule(&weights).into(),
             backends: backends.into_iter().map(|(backend, _)| backend).collect(),
-            next_slot: AtomicUsize::new(0),
+            cursor,
         }
     }
 
     /// The next endpoint, and its backend; `None` when no backend has a ready endpoint.
-    pub fn pick(&self) -> Option<(&BackendEndpoints, &Endpoint)> {
+    pub fn pick(&self) -> Option<(&BackendEndpoints, &Target)> {
         if self.schedule.is_empty() {
             return None;
         }
-        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
-        let backend = &self.backends[self.schedule[slot] as usize];
-        let index = backend.next_endpoint.fetch_add(1, Ordering::Relaxed) % backend.endpoints.len();
-        Some((backend, &backend.endpoints[index]))
+        let slot = self.cursor.next_slot.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
+        let index = self.schedule[slot] as usize;
+        let backend = &self.backends[index];
+        let endpoint = self.cursor.next_endpoint[index].fetch_add(1, Ordering::Relaxed)
+            % backend.endpoints.len();
+        Some((backend, &backend.endpoints[endpoint]))
     }
 
     /// The Services behind this rule, for error messages.
@@ -102,53 +113,24 @@ impl Balancer {
     }
 }
 
-/// nginx's smooth weighted round-robin, unrolled into one full cycle.
-fn smooth_schedule(weights: &[u64]) -> Vec<u32> {
-    let divisor = weights.iter().copied().filter(|w| *w > 0).fold(0, gcd);
-    if divisor == 0 {
-        return Vec::new();
-    }
-    let mut weights: Vec<u64> = weights.iter().map(|w| w / divisor).collect();
-    let total: u64 = weights.iter().sum();
-    if total > MAX_SCHEDULE_LEN {
-        // Keep the proportions, and every backend with a weight keeps at least one slot.
-        for weight in &mut weights {
-            if *weight > 0 {
-                *weight = (*weight * MAX_SCHEDULE_LEN / total).max(1);
-            }
-        }
-    }
-    let total: i64 = weights.iter().sum::<u64>() as i64;
-    let mut current = vec![0i64; weights.len()];
-    let mut schedule = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        for (i, weight) in weights.iter().enumerate() {
-            current[i] += *weight as i64;
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= total;
-        schedule.push(best as u32);
-    }
-    schedule
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::TargetAddress;
+    use std::net::SocketAddr;
+    use weir_contract::Protocol;
 
     fn backend(name: &str, ports: &[u16]) -> BackendEndpoints {
-        let addresses: Vec<SocketAddr> = ports
+        let targets = ports
             .iter()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .map(|p| Target::socket(SocketAddr::from(([127, 0, 0, 1], *p)), Protocol::Http1))
             .collect();
-        BackendEndpoints::new(name.into(), &addresses)
+        BackendEndpoints::new(name.into(), targets)
+    }
+
+    fn balancer(backends: Vec<(BackendEndpoints, u32)>) -> Balancer {
+        let cursor = Arc::new(BalancerCursor::new(backends.len()));
+        Balancer::new(backends, cursor)
     }
 
     fn picks(balancer: &Balancer, n: usize) -> Vec<String> {
@@ -157,9 +139,16 @@ mod tests {
             .collect()
     }
 
+    fn port(target: &Target) -> u16 {
+        match target.address() {
+            TargetAddress::Socket(address) => address.port(),
+            TargetAddress::Host { port, .. } => *port,
+        }
+    }
+
     #[test]
     fn three_to_one_interleaves_smoothly() {
-        let balancer = Balancer::new(vec![(backend("a", &[1]), 3), (backend("b", &[2]), 1)]);
+        let balancer = balancer(vec![(backend("a", &[1]), 3), (backend("b", &[2]), 1)]);
         assert_eq!(
             picks(&balancer, 8),
             ["a", "a", "b", "a", "a", "a", "b", "a"]
@@ -168,7 +157,7 @@ mod tests {
 
     #[test]
     fn weights_hold_exactly_over_whole_cycles() {
-        let balancer = Balancer::new(vec![
+        let balancer = balancer(vec![
             (backend("a", &[1]), 30),
             (backend("b", &[2]), 10),
             (backend("c", &[3]), 0),
@@ -180,25 +169,25 @@ mod tests {
 
     #[test]
     fn backends_without_endpoints_get_no_traffic() {
-        let balancer = Balancer::new(vec![(backend("a", &[]), 5), (backend("b", &[2]), 1)]);
-        assert!(picks(&balancer, 10).iter().all(|s| s == "b"));
-        let empty = Balancer::new(vec![(backend("a", &[]), 1)]);
+        let balancer_a = balancer(vec![(backend("a", &[]), 5), (backend("b", &[2]), 1)]);
+        assert!(picks(&balancer_a, 10).iter().all(|s| s == "b"));
+        let empty = balancer(vec![(backend("a", &[]), 1)]);
         assert!(empty.pick().is_none());
     }
 
     #[test]
     fn endpoints_of_a_backend_take_turns() {
-        let balancer = Balancer::new(vec![(backend("a", &[1, 2, 3]), 1)]);
-        let ports: Vec<u16> = (0..6)
-            .map(|_| balancer.pick().unwrap().1.address.port())
-            .collect();
+        let balancer = balancer(vec![(backend("a", &[1, 2, 3]), 1)]);
+        let ports: Vec<u16> = (0..6).map(|_| port(balancer.pick().unwrap().1)).collect();
         assert_eq!(ports, [1, 2, 3, 1, 2, 3]);
     }
 
     #[test]
-    fn huge_weights_are_scaled_into_a_bounded_schedule() {
-        let schedule = smooth_schedule(&[1_000_000, 999_999, 1]);
-        assert!(schedule.len() as u64 <= MAX_SCHEDULE_LEN + 3);
-        assert!(schedule.contains(&2), "the smallest weight keeps a slot");
+    fn the_rotation_goes_on_across_a_rebuilt_balancer() {
+        let cursor = Arc::new(BalancerCursor::new(1));
+        let first = Balancer::new(vec![(backend("a", &[1, 2, 3]), 1)], cursor.clone());
+        assert_eq!(port(first.pick().unwrap().1), 1);
+        let rebuilt = Balancer::new(vec![(backend("a", &[1, 2, 3]), 1)], cursor);
+        assert_eq!(port(rebuilt.pick().unwrap().1), 2);
     }
 }

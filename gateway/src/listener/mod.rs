@@ -1,9 +1,9 @@
 //! The proxy listener: accepts connections, serves HTTP/1.1 and h2c on each, and drains them
 //! on shutdown.
 //!
-//! A connection's protocol is told by its first read: the HTTP/2 preface, or anything else
-//! for HTTP/1.1. That read is a whole buffer, usually the whole first request, and it goes to
-//! the protocol's server first ([`Prefixed`]), so telling costs no extra system call.
+//! A connection's protocol is told by its first read ([`sniff`]): the HTTP/2 preface, or
+//! anything else for HTTP/1.1. That read is a whole buffer, usually the whole first request,
+//! and it goes to the protocol's server first, so telling costs no extra system call.
 //!
 //! [`serve_on_threads`] runs one accept loop per worker thread, each on a single-threaded
 //! runtime of its own, all on the one listening socket: a connection, its requests and the
@@ -16,36 +16,23 @@
 //! new), up to a deadline after which the rest are dropped. A connection that has not sent
 //! its first bytes yet is closed at once.
 
-use std::{
-    future::Future,
-    io,
-    net::SocketAddr,
-    num::NonZeroUsize,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+mod sniff;
 
-use bytes::{Buf, Bytes, BytesMut};
+use std::{future::Future, io, net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
+
+use bytes::BytesMut;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::graceful::{GracefulShutdown, Watcher},
 };
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::watch,
 };
 
 use crate::proxy::{Peer, Proxy};
-
-/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Size of a connection's first read.
-const FIRST_READ: usize = 4096;
+use sniff::{FIRST_READ, Prefixed, sniff};
 
 /// Serves `proxy` on `listener` from `threads` worker threads until `shutdown` completes, then
 /// drains for at most `drain`. Returns whether every connection finished within the deadline.
@@ -208,113 +195,9 @@ impl Connection {
     }
 }
 
-/// Reads a connection's first bytes into `first` and tells whether it speaks HTTP/2 with
-/// prior knowledge; `None` if it closed first.
-async fn sniff(stream: &mut TcpStream, first: &mut BytesMut) -> io::Result<Option<bool>> {
-    loop {
-        if stream.read_buf(first).await? == 0 {
-            return Ok(None);
-        }
-        let seen = first.len().min(H2_PREFACE.len());
-        if first[..seen] != H2_PREFACE[..seen] {
-            return Ok(Some(false));
-        }
-        if seen == H2_PREFACE.len() {
-            return Ok(Some(true));
-        }
-    }
-}
-
-/// A stream whose first bytes were already read: reads give those back first.
-struct Prefixed {
-    prefix: Bytes,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
 /// Binds a listener, with the address in the error.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await.map_err(|error| {
         std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn sniffed(bytes: &[u8]) -> Option<bool> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut client, bytes)
-            .await
-            .unwrap();
-        drop(client);
-        let mut first = BytesMut::with_capacity(FIRST_READ);
-        let protocol = sniff(&mut server, &mut first).await.unwrap();
-        assert!(
-            bytes.starts_with(&first),
-            "the bytes read are kept for the server"
-        );
-        protocol
-    }
-
-    #[tokio::test]
-    async fn the_http2_preface_means_http2_and_anything_else_http1() {
-        assert_eq!(sniffed(H2_PREFACE).await, Some(true));
-        assert_eq!(
-            sniffed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await,
-            Some(false)
-        );
-        assert_eq!(sniffed(b"PRI * HTTP/1.1\r\n").await, Some(false));
-        assert_eq!(sniffed(b"PRI * HTTP/2").await, None, "closed mid-preface");
-    }
 }

@@ -1,42 +1,33 @@
 //! The routing table: a compiled, immutable form of a [`Snapshot`], and the one place a
 //! request is matched to a rule.
 //!
-//! Lookup is host first (exact name, then wildcard suffixes longest first, then Routes for any
-//! host), then path through a [`matchit`] router per host, then method and header checks over
-//! the few candidates that path leaves, in Gateway API precedence order: Exact path, longest
-//! prefix, method, most header matches, then Route name and rule order. Regular-expression
-//! paths are tried after both. A host level whose candidates all fail falls through to the
-//! next, less specific level.
+//! Lookup is host first (exact name, then wildcard suffixes longest first, then routes for any
+//! host), then path through a [`matchit`] router per host ([`paths`]), then method, header and
+//! query checks over the few candidates that path leaves, in Gateway API precedence order. A
+//! host level whose candidates all fail falls through to the next, less specific level. What a
+//! matched request is sent to is a [`RuleTarget`] ([`target`]): one rule's filters, policy and
+//! balancer, and handles on its long-lived state.
 //!
-//! Prefixes match whole segments: prefix `/api` is compiled to the router patterns `/api`,
-//! `/api/` and `/api/{*rest}`, so `/apix` never reaches it. Each pattern's bucket also holds
-//! the candidates of every shorter prefix above it, so a longer prefix whose method or
-//! headers do not match falls back to the shorter one without a second lookup.
+//! Tables are built by a [`TableCompiler`], which owns the state that outlives them
+//! ([`crate::state`]): metric series and balancer cursors are looked up by route and rule
+//! identity, so a swap for an unrelated change neither resets nor duplicates them.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-    time::Duration,
-};
+mod paths;
+mod target;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use weir_controlplane::snapshot::{MatchSnapshot, PathRule, RouteSnapshot, Snapshot};
+use std::{collections::HashMap, sync::Arc};
+
+use http::{HeaderMap, Method};
+use weir_contract::{Route, RouteId, Snapshot};
 
 use crate::{
-    balance::{BackendEndpoints, Balancer},
+    balance::BalancerCursor,
     metrics::{Metrics, RouteMetrics},
+    state::StateMap,
 };
-
-/// What a matched request is sent to: one rule of one Route.
-#[derive(Debug)]
-pub struct RuleTarget {
-    /// `namespace/name` of the Route.
-    pub route: Arc<str>,
-    pub rule_index: usize,
-    pub timeout: Option<Duration>,
-    pub balancer: Balancer,
-    pub metrics: RouteMetrics,
-}
+use paths::HostRoutes;
+pub use paths::covers;
+pub use target::{RouteState, RuleTarget};
 
 /// A compiled table. Built once, read by many requests, never changed.
 pub struct RoutingTable {
@@ -48,64 +39,56 @@ pub struct RoutingTable {
     wildcard_hosts: HashMap<Box<str>, Arc<HostRoutes>>,
     any_host: Option<Arc<HostRoutes>>,
     /// Recorded for requests that match no rule.
-    pub unmatched_metrics: RouteMetrics,
+    unmatched: Arc<RouteState>,
 }
 
-/// The rules reachable under one host level.
-#[derive(Default)]
-struct HostRoutes {
-    paths: matchit::Router<usize>,
-    /// Candidates per router pattern, best first.
-    buckets: Vec<Vec<Candidate>>,
-    /// Regular-expression candidates, best first.
-    regexes: Vec<(regex::Regex, Candidate)>,
-    /// The Routes it was built from, in order. The reconciler hands an unchanged Route over
-    /// as the same `Arc`, so the next table reuses this level when the list is the same.
-    built_from: Vec<Arc<RouteSnapshot>>,
+/// Builds routing tables, and keeps the state that outlives each of them.
+pub struct TableCompiler {
+    metrics: Metrics,
+    routes: StateMap<RouteId, RouteState>,
+    cursors: StateMap<(RouteId, usize), BalancerCursor>,
+    unmatched: Arc<RouteState>,
 }
 
-/// One match of one rule: the checks left after the path, and the target.
-#[derive(Clone)]
-struct Candidate {
-    method: Option<Method>,
-    headers: Box<[(HeaderName, HeaderValue)]>,
-    target: Arc<RuleTarget>,
-}
-
-impl Candidate {
-    fn accepts(&self, method: &Method, headers: &HeaderMap) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method)
-            && self
-                .headers
-                .iter()
-                .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
-    }
-}
-
-impl RoutingTable {
-    /// A table with no routes, served until the first snapshot arrives.
-    pub fn empty(metrics: &Metrics) -> Self {
+impl TableCompiler {
+    pub fn new(metrics: Metrics) -> Self {
         Self {
+            unmatched: Arc::new(RouteState {
+                metrics: metrics.route_metrics(""),
+            }),
+            metrics,
+            routes: StateMap::default(),
+            cursors: StateMap::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A table with no routes, served until the first snapshot arrives.
+    pub fn empty(&self) -> RoutingTable {
+        RoutingTable {
             generation: 0,
             snapshot: Arc::default(),
             exact_hosts: HashMap::new(),
             wildcard_hosts: HashMap::new(),
             any_host: None,
-            unmatched_metrics: metrics.route_metrics(""),
+            unmatched: self.unmatched.clone(),
         }
     }
 
     /// Compiles a snapshot. Every value in it was validated by the control plane.
     ///
-    /// Host levels whose Routes are unchanged since `previous` are taken over from it, so a
+    /// Host levels whose routes are unchanged since `previous` are taken over from it, so a
     /// change costs work in proportion to the hosts it touches, not to the table's size.
     pub fn compile(
+        &self,
         snapshot: Arc<Snapshot>,
-        metrics: &Metrics,
         previous: Option<&RoutingTable>,
-    ) -> Self {
-        let mut exact: HashMap<&str, Vec<&Arc<RouteSnapshot>>> = HashMap::new();
-        let mut wildcard: HashMap<&str, Vec<&Arc<RouteSnapshot>>> = HashMap::new();
+    ) -> RoutingTable {
+        let mut exact: HashMap<&str, Vec<&Arc<Route>>> = HashMap::new();
+        let mut wildcard: HashMap<&str, Vec<&Arc<Route>>> = HashMap::new();
         let mut any = Vec::new();
         for route in &snapshot.routes {
             if route.hosts.is_empty() {
@@ -119,46 +102,76 @@ impl RoutingTable {
             }
         }
 
-        let level =
-            |routes: Vec<&Arc<RouteSnapshot>>, before: Option<&Arc<HostRoutes>>| match before {
-                Some(before) if same_routes(&before.built_from, &routes) => before.clone(),
-                _ => Arc::new(HostRoutes::build(&routes, metrics)),
-            };
-        Self {
+        let level = |routes: Vec<&Arc<Route>>, before: Option<&Arc<HostRoutes>>| match before {
+            Some(before) if before.built_from_same(&routes) => before.clone(),
+            _ => Arc::new(HostRoutes::build(&routes, self)),
+        };
+        RoutingTable {
             generation: snapshot.generation,
             exact_hosts: exact
                 .into_iter()
                 .map(|(host, routes)| {
-                    (
-                        host.into(),
-                        level(routes, previous.and_then(|p| p.exact_hosts.get(host))),
-                    )
+                    let before = previous.and_then(|p| p.exact_hosts.get(host));
+                    (host.into(), level(routes, before))
                 })
                 .collect(),
             wildcard_hosts: wildcard
                 .into_iter()
                 .map(|(suffix, routes)| {
-                    (
-                        suffix.into(),
-                        level(routes, previous.and_then(|p| p.wildcard_hosts.get(suffix))),
-                    )
+                    let before = previous.and_then(|p| p.wildcard_hosts.get(suffix));
+                    (suffix.into(), level(routes, before))
                 })
                 .collect(),
             any_host: (!any.is_empty())
                 .then(|| level(any, previous.and_then(|p| p.any_host.as_ref()))),
-            unmatched_metrics: metrics.route_metrics(""),
+            unmatched: self.unmatched.clone(),
             snapshot,
         }
     }
 
+    /// Forgets state no table holds any more, and the metric series of routes that are gone.
+    /// Returns how many routes were forgotten.
+    pub fn sweep(&self) -> usize {
+        self.cursors.sweep();
+        let gone = self.routes.sweep();
+        for route in &gone {
+            self.metrics.forget_route(route.display());
+        }
+        gone.len()
+    }
+
+    /// The long-lived state of a route.
+    fn route_state(&self, route: &RouteId) -> Arc<RouteState> {
+        self.routes.get_or_insert_with(
+            route,
+            |_| true,
+            || RouteState {
+                metrics: self.metrics.route_metrics(route.display()),
+            },
+        )
+    }
+
+    /// The balancer cursor of one rule of a route with `backends` backends.
+    fn cursor(&self, route: &RouteId, rule: usize, backends: usize) -> Arc<BalancerCursor> {
+        self.cursors.get_or_insert_with(
+            &(route.clone(), rule),
+            |cursor| cursor.fits(backends),
+            || BalancerCursor::new(backends),
+        )
+    }
+}
+
+impl RoutingTable {
     /// Finds the rule for a request; `None` means 404.
     ///
-    /// `host` is the Host header or authority as sent (any case, maybe with a port).
+    /// `host` is the Host header or authority as sent (any case, maybe with a port); `query`
+    /// the raw query string, if any.
     pub fn find(
         &self,
         host: &str,
         method: &Method,
         path: &str,
+        query: Option<&str>,
         headers: &HeaderMap,
     ) -> Option<&Arc<RuleTarget>> {
         let host = strip_port(host);
@@ -170,12 +183,14 @@ impl RoutingTable {
             host
         };
         let host = host.strip_suffix('.').unwrap_or(host);
+        let request = paths::RequestFacts {
+            method,
+            path,
+            query,
+            headers,
+        };
 
-        if let Some(found) = self
-            .exact_hosts
-            .get(host)
-            .and_then(|r| r.find(method, path, headers))
-        {
+        if let Some(found) = self.exact_hosts.get(host).and_then(|r| r.find(&request)) {
             return Some(found);
         }
         if !self.wildcard_hosts.is_empty() {
@@ -184,18 +199,21 @@ impl RoutingTable {
                 let found = self
                     .wildcard_hosts
                     .get(&host[dot..])
-                    .and_then(|r| r.find(method, path, headers));
+                    .and_then(|r| r.find(&request));
                 if found.is_some() {
                     return found;
                 }
             }
         }
-        self.any_host
-            .as_ref()
-            .and_then(|r| r.find(method, path, headers))
+        self.any_host.as_ref().and_then(|r| r.find(&request))
     }
 
-    /// How many rules the table serves, for logs.
+    /// The series requests that match no rule are recorded in.
+    pub fn unmatched_metrics(&self) -> &RouteMetrics {
+        &self.unmatched.metrics
+    }
+
+    /// How many routes the table serves, for logs.
     pub fn route_count(&self) -> usize {
         self.snapshot.routes.len()
     }
@@ -211,210 +229,37 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-/// Path kind, path length (longer first), no method, header count (more first), declaration order.
-type Precedence = (
-    u8,
-    std::cmp::Reverse<usize>,
-    bool,
-    std::cmp::Reverse<usize>,
-    (usize, usize, usize),
-);
-
-/// A candidate with everything its precedence depends on.
-#[derive(Clone)]
-struct RankedMatch {
-    path: PathRule,
-    candidate: Candidate,
-    /// Ties after method and headers go to Route order, then rule and match order.
-    order: (usize, usize, usize),
-}
-
-impl RankedMatch {
-    /// Sort key, smallest first: Exact before Prefix before regex, longer prefixes first,
-    /// then method matches, then more header matches, then declaration order.
-    fn precedence(&self) -> Precedence {
-        let (kind, length) = match &self.path {
-            PathRule::Exact(p) => (0, p.len()),
-            PathRule::Prefix(p) => (1, p.len()),
-            PathRule::RegularExpression(_) => (2, 0),
-        };
-        (
-            kind,
-            std::cmp::Reverse(length),
-            self.candidate.method.is_none(),
-            std::cmp::Reverse(self.candidate.headers.len()),
-            self.order,
-        )
-    }
-}
-
-fn rank_route(route: &RouteSnapshot, route_order: usize, metrics: &Metrics) -> Vec<RankedMatch> {
-    let route_name: Arc<str> = route.id.to_string().into();
-    let mut ranked = Vec::new();
-    for (rule_index, rule) in route.rules.iter().enumerate() {
-        let backends = rule
-            .backends
-            .iter()
-            .map(|b| {
-                (
-                    BackendEndpoints::new(b.service.to_string().into(), &b.endpoints),
-                    b.weight,
-                )
-            })
-            .collect();
-        let target = Arc::new(RuleTarget {
-            route: route_name.clone(),
-            rule_index,
-            timeout: rule.timeout,
-            balancer: Balancer::new(backends),
-            metrics: metrics.route_metrics(&route_name),
-        });
-        for (match_index, route_match) in rule.matches.iter().enumerate() {
-            ranked.push(RankedMatch {
-                path: route_match.path.clone(),
-                candidate: candidate(route_match, target.clone()),
-                order: (route_order, rule_index, match_index),
-            });
-        }
-    }
-    ranked
-}
-
-fn candidate(route_match: &MatchSnapshot, target: Arc<RuleTarget>) -> Candidate {
-    Candidate {
-        method: route_match
-            .method
-            .map(|m| Method::from_bytes(m.as_str().as_bytes()).expect("standard method")),
-        headers: route_match
-            .headers
-            .iter()
-            .filter_map(|h| {
-                Some((
-                    HeaderName::from_bytes(h.name.as_bytes()).ok()?,
-                    HeaderValue::from_str(&h.value).ok()?,
-                ))
-            })
-            .collect(),
-        target,
-    }
-}
-
-impl HostRoutes {
-    fn build(routes: &[&Arc<RouteSnapshot>], metrics: &Metrics) -> Self {
-        let mut matches: Vec<RankedMatch> = routes
-            .iter()
-            .enumerate()
-            .flat_map(|(order, route)| rank_route(route, order, metrics))
-            .collect();
-        matches.sort_by_key(RankedMatch::precedence);
-        let prefixes: Vec<(&str, &Candidate)> = matches
-            .iter()
-            .filter_map(|m| match &m.path {
-                PathRule::Prefix(p) => Some((p.as_str(), &m.candidate)),
-                _ => None,
-            })
-            .collect();
-
-        // Router pattern → (the literal path it stands for, exact candidates on it).
-        let mut patterns: BTreeMap<String, (String, Vec<&Candidate>)> = BTreeMap::new();
-        let mut regexes = Vec::new();
-        for m in &matches {
-            match &m.path {
-                PathRule::Exact(path) => patterns
-                    .entry(path.clone())
-                    .or_insert_with(|| (path.clone(), Vec::new()))
-                    .1
-                    .push(&m.candidate),
-                PathRule::Prefix(prefix) => {
-                    for pattern in prefix_patterns(prefix) {
-                        patterns
-                            .entry(pattern)
-                            .or_insert_with(|| (prefix.clone(), Vec::new()));
-                    }
-                }
-                PathRule::RegularExpression(regex) => {
-                    regexes.push((regex.clone(), m.candidate.clone()))
-                }
-            }
-        }
-
-        let mut host_routes = Self {
-            regexes,
-            built_from: routes.iter().map(|route| Arc::clone(route)).collect(),
-            ..Self::default()
-        };
-        for (pattern, (literal, exact)) in patterns {
-            // Exact candidates come first (they sort first), then every prefix covering the path.
-            let mut bucket: Vec<Candidate> = exact.into_iter().cloned().collect();
-            bucket.extend(
-                prefixes
-                    .iter()
-                    .filter(|(prefix, _)| covers(prefix, &literal))
-                    .map(|(_, c)| (*c).clone()),
-            );
-            let index = host_routes.buckets.len();
-            // Validation keeps router syntax out of paths, so an insert cannot fail; if it
-            // ever did, the pattern is skipped rather than the whole table lost.
-            if let Err(error) = host_routes.paths.insert(pattern.clone(), index) {
-                tracing::error!(%pattern, %error, "path pattern skipped");
-                continue;
-            }
-            host_routes.buckets.push(bucket);
-        }
-        host_routes
-    }
-
-    fn find(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<&Arc<RuleTarget>> {
-        if let Ok(matched) = self.paths.at(path)
-            && let Some(candidate) = self.buckets[*matched.value]
-                .iter()
-                .find(|c| c.accepts(method, headers))
-        {
-            return Some(&candidate.target);
-        }
-        self.regexes
-            .iter()
-            .find(|(regex, c)| regex.is_match(path) && c.accepts(method, headers))
-            .map(|(_, c)| &c.target)
-    }
-}
-
-/// Whether a level built from `before` serves exactly `now`: the same Route snapshots, by
-/// pointer, in the same order.
-fn same_routes(before: &[Arc<RouteSnapshot>], now: &[&Arc<RouteSnapshot>]) -> bool {
-    before.len() == now.len() && before.iter().zip(now).all(|(b, n)| Arc::ptr_eq(b, n))
-}
-
-/// The router patterns that together match a prefix segment-wise.
-fn prefix_patterns(prefix: &str) -> Vec<String> {
-    if prefix == "/" {
-        vec!["/".into(), "/{*rest}".into()]
-    } else {
-        vec![
-            prefix.into(),
-            format!("{prefix}/"),
-            format!("{prefix}/{{*rest}}"),
-        ]
-    }
-}
-
-/// Whether prefix `prefix` (normalised, no trailing slash) matches `path` segment-wise.
-pub fn covers(prefix: &str, path: &str) -> bool {
-    prefix == "/"
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::TargetAddress;
+    use http::{HeaderName, HeaderValue};
     use proptest::prelude::*;
-    use weir_controlplane::{
-        NamespacedName,
-        snapshot::{BackendSnapshot, RuleSnapshot},
+    use weir_contract::{
+        Backend, Endpoint, HeaderMatch, NamespacedName, PathMatch as PathRule, Protocol,
+        QueryMatch, RouteKind, RouteMatch, Rule as RuleSnapshot, RuleBackend, RulePolicy,
+        ServiceBackend, ValueMatch,
     };
-    use weir_crds::{HeaderMatch, HttpMethod};
+
+    /// The methods rules in these tests name.
+    #[derive(Clone, Copy)]
+    enum HttpMethod {
+        Get,
+        Post,
+    }
+
+    impl HttpMethod {
+        fn method(self) -> Method {
+            match self {
+                HttpMethod::Get => Method::GET,
+                HttpMethod::Post => Method::POST,
+            }
+        }
+    }
+
+    fn route_id(name: &str) -> RouteId {
+        RouteId::new(RouteKind::Route, NamespacedName::new("default", name))
+    }
 
     /// A rule whose single backend's port tells tests which rule answered.
     fn rule(
@@ -423,25 +268,41 @@ mod tests {
         headers: &[(&str, &str)],
         tag: u16,
     ) -> RuleSnapshot {
-        RuleSnapshot {
-            matches: vec![MatchSnapshot {
+        rule_with(
+            RouteMatch {
                 path,
-                method,
+                method: method.map(HttpMethod::method),
                 headers: headers
                     .iter()
                     .map(|(n, v)| HeaderMatch {
-                        name: n.to_string(),
-                        value: v.to_string(),
+                        name: HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                        value: ValueMatch::Exact(v.to_string()),
                     })
                     .collect(),
-            }],
-            backends: vec![BackendSnapshot {
-                service: NamespacedName::new("default", "svc"),
+                query: Vec::new(),
+            },
+            tag,
+        )
+    }
+
+    /// A rule with one match, whose single backend's port is `tag`.
+    fn rule_with(route_match: RouteMatch, tag: u16) -> RuleSnapshot {
+        RuleSnapshot {
+            matches: vec![route_match],
+            filters: Vec::new(),
+            backends: vec![RuleBackend {
                 weight: 1,
-                endpoints: vec![([127, 0, 0, 1], tag).into()],
-                unresolved: None,
+                filters: Vec::new(),
+                backend: Backend::Service(ServiceBackend {
+                    service: NamespacedName::new("default", "svc"),
+                    protocol: Protocol::Http1,
+                    endpoints: vec![Endpoint {
+                        address: ([127, 0, 0, 1], tag).into(),
+                    }],
+                    unresolved: None,
+                }),
             }],
-            timeout: None,
+            policy: RulePolicy::default(),
         }
     }
 
@@ -456,8 +317,8 @@ mod tests {
     fn table(routes: Vec<(&str, &[&str], Vec<RuleSnapshot>)>) -> RoutingTable {
         let routes = routes
             .into_iter()
-            .map(|(name, hosts, rules)| RouteSnapshot {
-                id: NamespacedName::new("default", name),
+            .map(|(name, hosts, rules)| Route {
+                id: route_id(name),
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 rules,
             })
@@ -468,7 +329,7 @@ mod tests {
             routes,
             ..Default::default()
         };
-        RoutingTable::compile(Arc::new(snapshot), &Metrics::default(), None)
+        TableCompiler::new(Metrics::default()).compile(Arc::new(snapshot), None)
     }
 
     /// The tag of the rule that answers, or 0 for 404.
@@ -486,10 +347,17 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
         table
-            .find(host, &method, path, &map)
+            .find(host, &method, path, query, &map)
             .and_then(|t| t.balancer.pick())
-            .map_or(0, |(_, e)| e.address.port())
+            .map_or(0, |(_, target)| match target.address() {
+                TargetAddress::Socket(address) => address.port(),
+                TargetAddress::Host { port, .. } => *port,
+            })
     }
 
     fn get(table: &RoutingTable, host: &str, path: &str) -> u16 {
@@ -655,24 +523,24 @@ mod tests {
     #[test]
     fn unchanged_host_levels_are_reused_by_the_next_table() {
         let route = |name: &str, host: &str, tag| {
-            Arc::new(RouteSnapshot {
-                id: NamespacedName::new("default", name),
+            Arc::new(Route {
+                id: route_id(name),
                 hosts: vec![host.to_string()],
                 rules: vec![rule(prefix("/"), None, &[], tag)],
             })
         };
-        let snapshot = |routes: Vec<Arc<RouteSnapshot>>| {
+        let snapshot = |routes: Vec<Arc<Route>>| {
             Arc::new(Snapshot {
                 generation: 1,
                 routes,
                 ..Default::default()
             })
         };
-        let metrics = Metrics::default();
+        let compiler = TableCompiler::new(Metrics::default());
         let (a, b) = (route("a", "a.local", 1), route("b", "b.local", 2));
-        let first = RoutingTable::compile(snapshot(vec![a.clone(), b.clone()]), &metrics, None);
+        let first = compiler.compile(snapshot(vec![a.clone(), b.clone()]), None);
         let b_changed = route("b", "b.local", 3);
-        let second = RoutingTable::compile(snapshot(vec![a, b_changed]), &metrics, Some(&first));
+        let second = compiler.compile(snapshot(vec![a, b_changed]), Some(&first));
         assert!(Arc::ptr_eq(
             &first.exact_hosts["a.local"],
             &second.exact_hosts["a.local"]
@@ -690,6 +558,98 @@ mod tests {
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn query_and_regex_header_matches_rank_after_plain_header_counts() {
+        let user = HeaderMatch {
+            name: HeaderName::from_static("x-user"),
+            value: ValueMatch::RegularExpression(regex::Regex::new("^(?:u-[0-9]+)$").unwrap()),
+        };
+        let debug = QueryMatch {
+            name: "debug".into(),
+            value: ValueMatch::Exact("1".into()),
+        };
+        let with = |headers: Vec<HeaderMatch>, query: Vec<QueryMatch>| RouteMatch {
+            path: prefix("/"),
+            method: None,
+            headers,
+            query,
+        };
+        let t = table(vec![(
+            "r",
+            &[],
+            vec![
+                rule(prefix("/"), None, &[], 1),
+                rule_with(with(vec![], vec![debug.clone()]), 2),
+                rule_with(with(vec![user.clone()], vec![]), 3),
+                rule_with(with(vec![user], vec![debug]), 4),
+            ],
+        )]);
+        assert_eq!(get(&t, "h", "/x"), 1);
+        assert_eq!(get(&t, "h", "/x?debug=1"), 2);
+        assert_eq!(answer(&t, "h", Method::GET, "/x", &[("x-user", "u-7")]), 3);
+        assert_eq!(answer(&t, "h", Method::GET, "/x", &[("x-user", "bob")]), 1);
+        assert_eq!(
+            answer(&t, "h", Method::GET, "/x?debug=1", &[("x-user", "u-7")]),
+            4,
+            "more matches win"
+        );
+    }
+
+    #[test]
+    fn a_route_gone_from_every_table_loses_its_metric_series() {
+        let compiler = TableCompiler::new(Metrics::default());
+        let one = |name: &str| {
+            Arc::new(Snapshot {
+                generation: 1,
+                routes: vec![Arc::new(Route {
+                    id: route_id(name),
+                    hosts: Vec::new(),
+                    rules: vec![rule(prefix("/"), None, &[], 1)],
+                })],
+                ..Default::default()
+            })
+        };
+        let first = compiler.compile(one("old"), None);
+        let second = compiler.compile(one("new"), Some(&first));
+        assert_eq!(compiler.sweep(), 0, "the first table still holds route old");
+        drop(first);
+        assert_eq!(compiler.sweep(), 1);
+        drop(second);
+    }
+
+    #[test]
+    fn the_balancer_rotation_survives_a_swap_for_another_route() {
+        let compiler = TableCompiler::new(Metrics::default());
+        let two_endpoints = |name: &str| {
+            let mut rule = rule(prefix("/"), None, &[], 1);
+            let Backend::Service(service) = &mut rule.backends[0].backend;
+            service.endpoints.push(Endpoint {
+                address: ([127, 0, 0, 1], 2).into(),
+            });
+            Arc::new(Route {
+                id: route_id(name),
+                hosts: vec![format!("{name}.local")],
+                rules: vec![rule],
+            })
+        };
+        let kept = two_endpoints("kept");
+        let snapshot = |routes: Vec<Arc<Route>>| {
+            Arc::new(Snapshot {
+                generation: 1,
+                routes,
+                ..Default::default()
+            })
+        };
+        let first = compiler.compile(snapshot(vec![kept.clone()]), None);
+        assert_eq!(get(&first, "kept.local", "/"), 1);
+        // A new Route value (as after its own edit) still shares the rule's cursor.
+        let second = compiler.compile(
+            snapshot(vec![two_endpoints("kept"), two_endpoints("other")]),
+            Some(&first),
+        );
+        assert_eq!(get(&second, "kept.local", "/"), 2);
     }
 
     /// The reference: the best-ranked rule whose path matches, found by brute force.

@@ -1,7 +1,6 @@
-//! Connections to upstream endpoints: HTTP/1.1 over keep-alive TCP connections, pooled per
-//! worker thread.
+//! HTTP/1.1 to upstreams over keep-alive TCP connections, pooled per worker thread.
 //!
-//! A request takes an idle connection to its endpoint from the pool of the thread it runs on
+//! A request takes an idle connection to its target from the pool of the thread it runs on
 //! (thread-local, so no lock), or opens a new one. The response body gives the connection back
 //! once it has been read to its end, on whichever thread that happens; a body dropped halfway
 //! closes its connection instead, since the rest of that response would still be on the wire.
@@ -18,198 +17,91 @@
 use std::{
     cell::RefCell,
     collections::HashMap,
-    net::SocketAddr,
-    pin::Pin,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use http::{Request, Response};
-use hyper::{
-    body::{Body, Frame, Incoming, SizeHint},
-    client::conn::http1,
-};
+use hyper::{body::Incoming, client::conn::http1};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+
+use super::{
+    PoolSettings, RequestBody, Target, TargetKey, UpstreamBody, UpstreamError, connect_tcp,
+};
 
 /// How many returns a thread's pool takes between sweeps for expired connections.
 pub const SWEEP_EVERY: u32 = 1024;
 
-/// How upstream connections are opened and kept.
-#[derive(Clone, Copy, Debug)]
-pub struct PoolSettings {
-    pub connect_timeout: Duration,
-    /// An idle connection older than this is closed rather than reused.
-    pub idle_timeout: Duration,
-    /// Idle connections kept per endpoint and thread; a connection beyond that is closed.
-    pub max_idle_per_endpoint: usize,
-}
+type Sender = http1::SendRequest<RequestBody>;
 
-impl Default for PoolSettings {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(90),
-            max_idle_per_endpoint: 1024,
+/// Sends `request` over a pooled or new connection to `target`.
+pub(super) async fn send(
+    settings: &PoolSettings,
+    target: &Target,
+    mut request: Request<RequestBody>,
+) -> Result<Response<UpstreamBody>, UpstreamError> {
+    while let Some(mut sender) = checkout(target.key(), settings.idle_timeout) {
+        // Waits for the end of the connection's previous exchange, or learns it closed.
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(request).await {
+            Ok(response) => return Ok(pooled(response, sender, target, *settings)),
+            Err(mut error) => match error.take_message() {
+                // Never sent: the connection closed under it. Try the next one.
+                Some(unsent) => request = unsent,
+                None => return Err(error.into_error().into()),
+            },
         }
     }
+    let mut sender = connect(target, settings).await?;
+    let response = sender.send_request(request).await?;
+    Ok(pooled(response, sender, target, *settings))
 }
 
-/// Why an upstream exchange failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("cannot connect to {endpoint}")]
-    Connect {
-        endpoint: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
-}
-
-impl UpstreamError {
-    /// Whether the endpoint could not be reached at all (nothing was sent).
-    pub fn is_connect(&self) -> bool {
-        matches!(self, UpstreamError::Connect { .. })
-    }
-}
-
-/// Sends requests to upstream endpoints over pooled connections.
-#[derive(Debug, Default)]
-pub struct Upstreams {
-    settings: PoolSettings,
-}
-
-type Sender = http1::SendRequest<Incoming>;
-
-impl Upstreams {
-    pub fn new(settings: PoolSettings) -> Self {
-        Self { settings }
-    }
-
-    /// Sends `request` (origin-form URI, Host set) to `endpoint` and returns the response
-    /// head; its body streams from the connection, which goes back to the pool at its end.
-    pub async fn send(
-        &self,
-        endpoint: SocketAddr,
-        mut request: Request<Incoming>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        while let Some(mut sender) = checkout(endpoint, self.settings.idle_timeout) {
-            // Waits for the end of the connection's previous exchange, or learns it closed.
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(pooled(response, sender, endpoint, self.settings)),
-                Err(mut error) => match error.take_message() {
-                    // Never sent: the connection closed under it. Try the next one.
-                    Some(unsent) => request = unsent,
-                    None => return Err(error.into_error().into()),
-                },
-            }
+async fn connect(target: &Target, settings: &PoolSettings) -> Result<Sender, UpstreamError> {
+    let stream = connect_tcp(target.address(), settings).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    let address = target.address().clone();
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(upstream = %address, %error, "upstream connection ended with an error");
         }
-        let mut sender = self.connect(endpoint).await?;
-        let response = sender.send_request(request).await?;
-        Ok(pooled(response, sender, endpoint, self.settings))
-    }
-
-    async fn connect(&self, endpoint: SocketAddr) -> Result<Sender, UpstreamError> {
-        let connect_error = |source| UpstreamError::Connect { endpoint, source };
-        let stream =
-            tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(endpoint))
-                .await
-                .map_err(|_| connect_error(std::io::ErrorKind::TimedOut.into()))?
-                .map_err(connect_error)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%endpoint, %error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
-    }
+    });
+    Ok(sender)
 }
 
 fn pooled(
     response: Response<Incoming>,
     sender: Sender,
-    endpoint: SocketAddr,
+    target: &Target,
     settings: PoolSettings,
 ) -> Response<UpstreamBody> {
-    response.map(|body| UpstreamBody {
-        body,
-        connection: Some(Returnable {
-            sender,
-            endpoint,
-            settings,
-        }),
-    })
+    let connection = Returnable {
+        sender,
+        key: target.key().clone(),
+        settings,
+    };
+    response.map(|body| UpstreamBody::new(body, Some(connection)))
 }
 
-/// An upstream response body; gives its connection back to the pool once read to its end.
+/// A connection whose exchange is in progress, to be given back once it has ended.
 #[derive(Debug)]
-pub struct UpstreamBody {
-    body: Incoming,
-    connection: Option<Returnable>,
-}
-
-#[derive(Debug)]
-struct Returnable {
+pub(super) struct Returnable {
     sender: Sender,
-    endpoint: SocketAddr,
+    key: TargetKey,
     settings: PoolSettings,
 }
 
-impl UpstreamBody {
-    fn give_back(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            give_back(connection);
-        }
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => self.give_back(),
-            Some(Ok(_)) if self.body.is_end_stream() => self.give_back(),
-            Some(Err(_)) => self.connection = None,
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        // A server stops polling a body that says it has ended; the connection is free then.
-        if self.body.is_end_stream() {
-            self.give_back();
-        }
+impl Returnable {
+    pub(super) fn give_back(self) {
+        give_back(self)
     }
 }
 
 /// One thread's idle connections.
 #[derive(Default)]
 struct IdleConnections {
-    by_endpoint: HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>,
+    by_target: HashMap<TargetKey, Vec<Idle>, foldhash::fast::RandomState>,
     returns_since_sweep: u32,
 }
 
@@ -228,11 +120,11 @@ thread_local! {
     static IDLE: RefCell<IdleConnections> = RefCell::default();
 }
 
-/// The most recently used idle connection to `endpoint` on this thread, if any is usable.
-fn checkout(endpoint: SocketAddr, idle_timeout: Duration) -> Option<Sender> {
+/// The most recently used idle connection to `target` on this thread, if any is usable.
+fn checkout(target: &TargetKey, idle_timeout: Duration) -> Option<Sender> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
-        let connections = idle.by_endpoint.get_mut(&endpoint)?;
+        let connections = idle.by_target.get_mut(target)?;
         let now = Instant::now();
         while let Some(connection) = connections.pop() {
             if connection.usable(now, idle_timeout) {
@@ -255,13 +147,13 @@ fn give_back(connection: Returnable) {
         idle.returns_since_sweep += 1;
         if idle.returns_since_sweep >= SWEEP_EVERY {
             idle.returns_since_sweep = 0;
-            idle.by_endpoint.retain(|_, connections| {
+            idle.by_target.retain(|_, connections| {
                 connections.retain(|c| c.usable(now, settings.idle_timeout));
                 !connections.is_empty()
             });
         }
-        let connections = idle.by_endpoint.entry(connection.endpoint).or_default();
-        if connections.len() < settings.max_idle_per_endpoint {
+        let connections = idle.by_target.entry(connection.key).or_default();
+        if connections.len() < settings.max_idle_per_target {
             connections.push(Idle {
                 sender: connection.sender,
                 since: now,
@@ -270,24 +162,35 @@ fn give_back(connection: Returnable) {
     });
 }
 
-/// Idle connections this thread holds to `endpoint` (for tests).
+/// Idle connections this thread holds to `target` (for tests).
 #[cfg(test)]
-fn idle_count(endpoint: SocketAddr) -> usize {
-    IDLE.with(|idle| idle.borrow().by_endpoint.get(&endpoint).map_or(0, Vec::len))
+fn idle_count(target: &Target) -> usize {
+    IDLE.with(|idle| {
+        idle.borrow()
+            .by_target
+            .get(target.key())
+            .map_or(0, Vec::len)
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
+    use std::{
+        net::SocketAddr,
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
     };
 
+    use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
+    use weir_contract::Protocol;
 
     use super::*;
+    use crate::upstream::Upstreams;
 
     /// A backend answering `hello` and counting the connections it accepted.
     async fn backend() -> (SocketAddr, Arc<AtomicUsize>) {
@@ -316,7 +219,7 @@ mod tests {
 
     /// A request whose body is an `Incoming`, as the proxy forwards: sent through a loopback
     /// hyper server that hands over what it received.
-    async fn get(upstreams: &Upstreams, endpoint: SocketAddr) -> Result<String, UpstreamError> {
+    async fn get(upstreams: &Upstreams, endpoint: &Target) -> Result<String, UpstreamError> {
         let response = upstreams.send(endpoint, incoming_request().await).await?;
         let body = response.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8_lossy(&body).into_owned())
@@ -355,7 +258,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_connection_is_reused_once_its_response_has_been_read() {
-        let (endpoint, accepted) = backend().await;
+        let (address, accepted) = backend().await;
+        let endpoint = &Target::socket(address, Protocol::Http1);
         let upstreams = Upstreams::default();
         for _ in 0..3 {
             assert_eq!(get(&upstreams, endpoint).await.unwrap(), "hello");
@@ -366,7 +270,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_response_dropped_unread_closes_its_connection() {
-        let (endpoint, accepted) = backend().await;
+        let (address, accepted) = backend().await;
+        let endpoint = &Target::socket(address, Protocol::Http1);
         let upstreams = Upstreams::default();
         let response = upstreams
             .send(endpoint, incoming_request().await)
@@ -380,7 +285,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn an_expired_idle_connection_is_not_reused() {
-        let (endpoint, accepted) = backend().await;
+        let (address, accepted) = backend().await;
+        let endpoint = &Target::socket(address, Protocol::Http1);
         let upstreams = Upstreams::new(PoolSettings {
             idle_timeout: Duration::from_millis(20),
             ..PoolSettings::default()
@@ -393,10 +299,11 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_closed_port_is_a_connect_error() {
-        let endpoint = std::net::TcpListener::bind("127.0.0.1:0")
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
+        let endpoint = &Target::socket(address, Protocol::Http1);
         let error = get(&Upstreams::default(), endpoint).await.unwrap_err();
         assert!(error.is_connect(), "{error}");
     }

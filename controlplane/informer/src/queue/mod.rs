@@ -1,5 +1,10 @@
-//! The work queue the informers feed: keys of objects that need reconciling, handed to a bounded
-//! number of workers. Weir's counterpart of client-go's rate-limited workqueue.
+//! A work queue: keys of objects that need work, handed to a bounded number of workers — the
+//! counterpart of client-go's rate-limited workqueue.
+//!
+//! Informers do not feed it themselves: a consumer decides which events become keys. In Weir
+//! its user is the status writer (`weir_controlplane::status`), which queues a Route whenever
+//! the reconciler's verdict on it changes and writes its status from a worker, so a Route is
+//! never written by two workers at once and a failed write is retried with backoff.
 //!
 //! It owns the life of a key between "something changed" and "a worker has dealt with it":
 //! waiting, delayed (by [`WorkQueue::add_after`] or a retry's backoff), processing, and how often
@@ -28,18 +33,7 @@ use std::{
     time::Duration,
 };
 
-use governor::{
-    Quota, RateLimiter, clock::Clock, middleware::NoOpMiddleware, nanos::Nanos,
-    state::InMemoryState, state::NotKeyed,
-};
-use prometheus_client::{
-    metrics::{
-        counter::Counter,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
-    registry::Registry,
-};
+use governor::Quota;
 use tokio::{
     sync::{Notify, Semaphore},
     task::JoinSet,
@@ -47,11 +41,18 @@ use tokio::{
 };
 use tracing::{Instrument, debug, debug_span, warn};
 
+mod limiter;
+mod metrics;
+
+pub use metrics::QueueMetrics;
+
+use limiter::{RetryBucket, backoff_after};
+
 /// How a [`WorkQueue`] spaces out retries.
 ///
 /// ```
 /// use std::time::Duration;
-/// use weir_controlplane::informer::queue::QueueConfig;
+/// use weir_informer::queue::QueueConfig;
 ///
 /// let gentle = QueueConfig { overall_rate: 2, ..QueueConfig::default() };
 /// assert_eq!(gentle.base_delay, Duration::from_millis(5));
@@ -87,7 +88,7 @@ impl Default for QueueConfig {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use std::convert::Infallible;
-/// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+/// use weir_informer::queue::{QueueConfig, WorkQueue};
 ///
 /// let queue = WorkQueue::new("routes", QueueConfig::default());
 /// queue.add("default/web".to_string());
@@ -176,7 +177,7 @@ where
     /// An empty queue. `queue_name` names it in logs and prefixes its metrics.
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::<String>::new("routes", QueueConfig::default());
     /// assert!(queue.is_empty());
@@ -210,7 +211,7 @@ where
     /// marked dirty and queued again once its processing ends. Ignored after [`Self::shut_down`].
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// queue.add("default/web");
@@ -236,7 +237,7 @@ where
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// use std::time::Duration;
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// queue.add_after("default/web", Duration::from_secs(1));
@@ -254,7 +255,7 @@ where
     /// later. Counts a failure for the key until [`Self::forget`].
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// queue.add_rate_limited("default/web");
@@ -279,7 +280,7 @@ where
     /// scheduled keeps its time.
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// queue.add_rate_limited("default/web");
@@ -293,7 +294,7 @@ where
     /// How many times in a row `key` has been queued for a retry since its last [`Self::forget`].
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::<&str>::new("routes", QueueConfig::default());
     /// assert_eq!(queue.requeues(&"default/web"), 0);
@@ -305,7 +306,7 @@ where
     /// Keys waiting for a worker, not counting those delayed or being processed.
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// queue.add("default/web");
@@ -322,7 +323,7 @@ where
     /// Whether no key is waiting for a worker (see [`Self::len`]).
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// assert!(WorkQueue::<&str>::new("routes", QueueConfig::default()).is_empty());
     /// ```
@@ -334,7 +335,7 @@ where
     /// Delayed keys are dropped and later adds ignored. Calling it again does nothing.
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// queue.shut_down();
@@ -360,7 +361,7 @@ where
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// let workers = tokio::spawn(queue.clone().run(2, |key: String| async move {
@@ -433,7 +434,7 @@ where
     /// The queue's metrics, to register or to read.
     ///
     /// ```
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
+    /// use weir_informer::queue::{QueueConfig, WorkQueue};
     ///
     /// let queue = WorkQueue::new("routes", QueueConfig::default());
     /// queue.add("default/web");
@@ -606,13 +607,6 @@ impl<K: Clone + Eq + Hash> QueueState<K> {
     }
 }
 
-/// `base_delay * 2^failures`, capped at `max_delay`.
-fn backoff_after(failures: u32, config: &QueueConfig) -> Duration {
-    1u32.checked_shl(failures)
-        .and_then(|factor| config.base_delay.checked_mul(factor))
-        .map_or(config.max_delay, |backoff| backoff.min(config.max_delay))
-}
-
 /// A key a worker holds. Dropping it hands the key back to the queue, also when the worker
 /// panicked or its task was aborted; then the key is retried as a failure.
 struct HeldKey<K>
@@ -643,153 +637,11 @@ where
     }
 }
 
-/// The token bucket shared by every retry of one queue, on tokio's clock.
-struct RetryBucket {
-    clock: TokioClock,
-    limiter: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>,
-}
-
-impl RetryBucket {
-    fn new(quota: Quota) -> Self {
-        let clock = TokioClock {
-            origin: Instant::now(),
-        };
-        Self {
-            clock,
-            limiter: RateLimiter::direct_with_clock(quota, clock),
-        }
-    }
-
-    /// Takes a token, or says when the next one could be had.
-    fn take_token(&self) -> Result<(), Instant> {
-        self.limiter
-            .check()
-            .map_err(|not_until| self.clock.origin + Duration::from(not_until.earliest_possible()))
-    }
-}
-
-/// governor's view of `tokio::time`: nanoseconds since the bucket was made. Following tokio's
-/// clock (rather than governor's own) keeps the bucket in step with paused-clock tests.
-#[derive(Clone, Copy, Debug)]
-struct TokioClock {
-    origin: Instant,
-}
-
-impl Clock for TokioClock {
-    type Instant = Nanos;
-
-    fn now(&self) -> Nanos {
-        Nanos::from(Instant::now().saturating_duration_since(self.origin))
-    }
-}
-
-/// A work queue's metrics, the ones client-go's workqueue exports.
-pub struct QueueMetrics {
-    /// The queue's name made safe for a metric name.
-    metric_prefix: String,
-    depth: Gauge,
-    adds: Counter,
-    retries: Counter,
-    wait_duration: Histogram,
-    work_duration: Histogram,
-}
-
-fn seconds_histogram() -> Histogram {
-    // 1 µs to ~1000 s, as client-go's.
-    Histogram::new(exponential_buckets(0.000_001, 10.0, 10))
-}
-
-impl QueueMetrics {
-    fn new(queue_name: &str) -> Self {
-        let safe_name: String = queue_name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        Self {
-            metric_prefix: format!("workqueue_{safe_name}"),
-            depth: Gauge::default(),
-            adds: Counter::default(),
-            retries: Counter::default(),
-            wait_duration: seconds_histogram(),
-            work_duration: seconds_histogram(),
-        }
-    }
-
-    /// Registers the metrics under `workqueue_<queue name>_`: `depth`, `adds_total`,
-    /// `retries_total`, `queue_duration_seconds` and `work_duration_seconds`.
-    ///
-    /// ```
-    /// use prometheus_client::{encoding::text::encode, registry::Registry};
-    /// use weir_controlplane::informer::queue::{QueueConfig, WorkQueue};
-    ///
-    /// let queue = WorkQueue::new("routes", QueueConfig::default());
-    /// queue.add("default/web");
-    /// let mut registry = Registry::default();
-    /// queue.metrics().register(&mut registry);
-    /// let mut text = String::new();
-    /// encode(&mut text, &registry).unwrap();
-    /// assert!(text.contains("workqueue_routes_depth 1"));
-    /// ```
-    pub fn register(&self, registry: &mut Registry) {
-        let registry = registry.sub_registry_with_prefix(&self.metric_prefix);
-        registry.register("depth", "Keys waiting for a worker", self.depth.clone());
-        registry.register(
-            "adds",
-            "Keys added (not counting adds of a key already waiting)",
-            self.adds.clone(),
-        );
-        registry.register(
-            "retries",
-            "Keys queued again after a failure",
-            self.retries.clone(),
-        );
-        registry.register(
-            "queue_duration_seconds",
-            "How long a key waited before a worker took it",
-            self.wait_duration.clone(),
-        );
-        registry.register(
-            "work_duration_seconds",
-            "How long a worker took over a key",
-            self.work_duration.clone(),
-        );
-    }
-
-    /// Keys waiting for a worker.
-    pub fn depth(&self) -> &Gauge {
-        &self.depth
-    }
-
-    /// Keys added, counting a key once per time it started waiting or was marked dirty.
-    pub fn adds(&self) -> &Counter {
-        &self.adds
-    }
-
-    /// Calls of [`WorkQueue::add_rate_limited`], the worker's failures included.
-    pub fn retries(&self) -> &Counter {
-        &self.retries
-    }
-
-    /// Seconds each key waited between starting to wait and a worker taking it.
-    pub fn wait_duration(&self) -> &Histogram {
-        &self.wait_duration
-    }
-
-    /// Seconds a worker spent on each key.
-    pub fn work_duration(&self) -> &Histogram {
-        &self.work_duration
-    }
-
-    fn set_depth(&self, waiting: usize) {
-        self.depth.set(i64::try_from(waiting).unwrap_or(i64::MAX));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-    use prometheus_client::encoding::text::encode;
+    use prometheus_client::{encoding::text::encode, registry::Registry};
     use tokio::{sync::mpsc, time::advance};
 
     use super::*;

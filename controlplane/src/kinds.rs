@@ -1,0 +1,380 @@
+//! The kinds of object Weir reads: the one place each kind is known.
+//!
+//! For every kind this module says how it is named in a manifest (apiVersion and kind), whether
+//! it is namespaced and how a missing namespace reads, which CRD (if any) must exist before it
+//! can be watched, what counts as a change to it (a status-only write does not), and which
+//! other object a change to it stands for (an EndpointSlice's change is its Service's). The
+//! file source decodes documents with [`Object::decode`], the Kubernetes source starts one
+//! informer per kind through [`Kind::visit`], and the store files objects by [`ObjectKey`].
+//!
+//! Adding a kind means a variant in [`Kind`] and [`Object`], an entry in [`KINDS`], an arm in
+//! each `match` below, a [`Watched`] impl, and a translation module if it is served.
+
+use std::{fmt, sync::Arc};
+
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{core::v1::Service, discovery::v1::EndpointSlice},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use weir_contract::NamespacedName;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The kinds of object Weir reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Route,
+    Service,
+    EndpointSlice,
+}
+
+/// What Weir knows about a kind.
+#[derive(Debug)]
+pub struct KindInfo {
+    pub kind: Kind,
+    /// As written in manifests: `weir.dev/v1alpha1`.
+    pub api_version: &'static str,
+    /// As written in manifests: `Route`.
+    pub name: &'static str,
+    /// The CRD that must be Established before the kind can be watched; `None` for built-in kinds.
+    pub crd: Option<&'static str>,
+}
+
+/// Every kind, in the order the store files them.
+pub const KINDS: &[KindInfo] = &[
+    KindInfo {
+        kind: Kind::Route,
+        api_version: "weir.dev/v1alpha1",
+        name: "Route",
+        crd: Some("routes.weir.dev"),
+    },
+    KindInfo {
+        kind: Kind::Service,
+        api_version: "v1",
+        name: "Service",
+        crd: None,
+    },
+    KindInfo {
+        kind: Kind::EndpointSlice,
+        api_version: "discovery.k8s.io/v1",
+        name: "EndpointSlice",
+        crd: None,
+    },
+];
+
+impl Kind {
+    pub fn info(self) -> &'static KindInfo {
+        KINDS
+            .iter()
+            .find(|info| info.kind == self)
+            .expect("every kind has an entry in KINDS")
+    }
+
+    /// Calls `visitor` with the Rust type of this kind, for code generic over kinds.
+    pub fn visit<V: KindVisitor>(self, visitor: &mut V) -> V::Output {
+        match self {
+            Kind::Route => visitor.visit::<weir_crds::Route>(),
+            Kind::Service => visitor.visit::<Service>(),
+            Kind::EndpointSlice => visitor.visit::<EndpointSlice>(),
+        }
+    }
+}
+
+/// Code that runs once per kind with its type, as [`Kind::visit`] calls it.
+pub trait KindVisitor {
+    type Output;
+    fn visit<K: Watched>(&mut self) -> Self::Output;
+}
+
+/// A kind as a Rust type that can be watched in a cluster.
+pub trait Watched:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+    fn into_object(self: Arc<Self>) -> Object;
+}
+
+impl Watched for weir_crds::Route {
+    const KIND: Kind = Kind::Route;
+    fn into_object(self: Arc<Self>) -> Object {
+        Object::Route(self)
+    }
+}
+
+impl Watched for Service {
+    const KIND: Kind = Kind::Service;
+    fn into_object(self: Arc<Self>) -> Object {
+        Object::Service(self)
+    }
+}
+
+impl Watched for EndpointSlice {
+    const KIND: Kind = Kind::EndpointSlice;
+    fn into_object(self: Arc<Self>) -> Object {
+        Object::EndpointSlice(self)
+    }
+}
+
+/// An object's kind and identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub id: NamespacedName,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, id: NamespacedName) -> Self {
+        Self { kind, id }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {}", self.kind, self.id)
+    }
+}
+
+/// The namespace an object without one is in: a manifest applied without `-n`.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// An object's identity from its metadata, a missing namespace read as [`DEFAULT_NAMESPACE`]:
+/// the one place that decides it, for files and the cluster alike.
+pub fn object_id(meta: &ObjectMeta) -> NamespacedName {
+    NamespacedName::new(
+        meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// An object as a source delivered it. Shared, never mutated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Route(Arc<weir_crds::Route>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Route(_) => Kind::Route,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Route(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+        }
+    }
+
+    /// The object's kind and `namespace/name`.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.kind(), object_id(self.meta()))
+    }
+
+    /// Whether `self` and `newer` serve the same: a new version that only Weir's own status
+    /// write made (a new resourceVersion, new conditions) is not a change, or reconciling for
+    /// it would double the work of every update and feed back on itself.
+    pub fn same_for_weir(&self, newer: &Object) -> bool {
+        match (self, newer) {
+            (Object::Route(old), Object::Route(new)) => {
+                old.spec == new.spec && old.metadata.generation == new.metadata.generation
+            }
+            (Object::Service(old), Object::Service(new)) => {
+                let ports = |s: &Service| s.spec.as_ref().map(|spec| spec.ports.clone());
+                ports(old) == ports(new)
+            }
+            (Object::EndpointSlice(old), Object::EndpointSlice(new)) => {
+                old.endpoints == new.endpoints
+                    && old.ports == new.ports
+                    && old.address_type == new.address_type
+                    && slice_service(old) == slice_service(new)
+            }
+            _ => false,
+        }
+    }
+
+    /// The object a change to this one is a change of, if any: an EndpointSlice is part of
+    /// the Service its `kubernetes.io/service-name` label names.
+    pub fn part_of(&self) -> Option<ObjectKey> {
+        match self {
+            Object::EndpointSlice(slice) => {
+                let namespace = object_id(&slice.metadata).namespace;
+                let service = slice_service(slice)?;
+                Some(ObjectKey::new(
+                    Kind::Service,
+                    NamespacedName::new(namespace, service),
+                ))
+            }
+            Object::Route(_) | Object::Service(_) => None,
+        }
+    }
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<&str> {
+    slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get(SERVICE_NAME_LABEL)
+        .map(String::as_str)
+}
+
+/// Why a manifest document is not an object Weir can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{kind} has no metadata.name")]
+    NoName { kind: String },
+    #[error(
+        "unsupported kind {kind:?} in apiVersion {api_version:?} (Weir reads {})",
+        supported_kinds()
+    )]
+    UnsupportedKind { api_version: String, kind: String },
+    /// The kind is known but the document does not convert; `key` names the object.
+    #[error("{kind} {}: {reason}", key.id)]
+    Invalid {
+        key: ObjectKey,
+        kind: &'static str,
+        reason: String,
+    },
+}
+
+fn supported_kinds() -> String {
+    KINDS
+        .iter()
+        .map(|info| format!("{} {}", info.api_version, info.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Object {
+    /// Converts one manifest document into the typed object its apiVersion and kind name,
+    /// filling in a missing namespace as the cluster would.
+    pub fn decode(mut document: serde_json::Value) -> Result<Object, DecodeError> {
+        let field = |document: &serde_json::Value, pointer: &str| {
+            document
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let api_version = field(&document, "/apiVersion").unwrap_or_default();
+        let kind_name = field(&document, "/kind").unwrap_or_default();
+        let Some(info) = KINDS
+            .iter()
+            .find(|info| info.api_version == api_version && info.name == kind_name)
+        else {
+            return Err(DecodeError::UnsupportedKind {
+                api_version,
+                kind: kind_name,
+            });
+        };
+        let Some(name) = field(&document, "/metadata/name") else {
+            return Err(DecodeError::NoName { kind: kind_name });
+        };
+        let namespace =
+            field(&document, "/metadata/namespace").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        if let Some(metadata) = document.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            metadata.insert("namespace".into(), namespace.clone().into());
+        }
+        let invalid = |reason| DecodeError::Invalid {
+            key: ObjectKey::new(
+                info.kind,
+                NamespacedName::new(namespace.clone(), name.clone()),
+            ),
+            kind: info.name,
+            reason,
+        };
+        match info.kind {
+            Kind::Route => convert(document).map(|o| Object::Route(Arc::new(o))),
+            Kind::Service => convert(document).map(|o| Object::Service(Arc::new(o))),
+            Kind::EndpointSlice => convert(document).map(|o| Object::EndpointSlice(Arc::new(o))),
+        }
+        .map_err(invalid)
+    }
+}
+
+/// Deserialises with the failing field's path in the error (`spec.rules[0].method: …`).
+fn convert<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(document).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_each_kind_by_api_version_and_kind_with_the_default_namespace() {
+        let object = Object::decode(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
+            "spec": {"ports": [{"port": 80}]}
+        }))
+        .unwrap();
+        assert_eq!(object.key().to_string(), "Service default/echo");
+        assert_eq!(object.meta().namespace.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn an_unknown_kind_names_those_weir_reads() {
+        let error = Object::decode(json!({"apiVersion": "apps/v1", "kind": "Deployment"}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unsupported kind \"Deployment\""), "{error}");
+        assert!(error.contains("weir.dev/v1alpha1 Route"), "{error}");
+    }
+
+    #[test]
+    fn a_document_that_does_not_convert_names_its_object_and_field() {
+        let error = Object::decode(json!({
+            "apiVersion": "weir.dev/v1alpha1", "kind": "Route",
+            "metadata": {"name": "echo", "namespace": "web"},
+            "spec": {"rules": [{"timeout": [1], "backends": []}]}
+        }))
+        .unwrap_err();
+        let DecodeError::Invalid { key, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(key.to_string(), "Route web/echo");
+        assert!(
+            error.to_string().contains("spec.rules[0].timeout"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_slice_is_part_of_the_service_its_label_names() {
+        let slice = crate::fixtures::slice("web", "echo-1", "echo", 80, &["10.0.0.1"]);
+        assert_eq!(slice.part_of().unwrap().to_string(), "Service web/echo");
+        let service = crate::fixtures::service("web", "echo", &[("http", 80)]);
+        assert_eq!(service.part_of(), None);
+    }
+
+    #[test]
+    fn every_kind_has_an_entry() {
+        for kind in [Kind::Route, Kind::Service, Kind::EndpointSlice] {
+            assert_eq!(kind.info().kind, kind);
+        }
+    }
+}

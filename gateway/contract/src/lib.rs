@@ -1,0 +1,33 @@
+//! The contract between Weir's control plane and its data plane: what the gateway serves.
+//!
+//! The control plane translates API objects (Routes now; HTTPRoutes, Ingresses and AIModels
+//! next) into one immutable [`Snapshot`] and publishes it; the data plane compiles each
+//! snapshot into its routing table. Nothing here knows where a value came from (no kube types)
+//! or how it is served (no hyper types): matches are neutral ([`RouteMatch`]), policies are
+//! typed data ([`Filter`], [`RulePolicy`]), backends are an enum ([`Backend`]) that names its
+//! protocol, and secret material lives only in types that cannot be printed or serialised
+//! ([`SecretBytes`]).
+//!
+//! Invariants the control plane keeps and the data plane relies on:
+//! - every value was validated: header names are lowercase and legal, regexes compiled,
+//!   prefixes normalised, every rule has at least one match;
+//! - a Route that did not change between two snapshots is the same `Arc` in both, so the data
+//!   plane can reuse what it built from it.
+
+mod backend;
+mod ids;
+mod listener;
+mod policy;
+mod report;
+mod route;
+mod secret;
+mod snapshot;
+
+pub use backend::{Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved};
+pub use ids::{NamespacedName, RouteId, RouteKind};
+pub use listener::{Listener, ListenerProtocol};
+pub use policy::{Filter, HeaderModifier, RulePolicy, Timeouts};
+pub use report::{AcceptedReason, Origin, ResolvedRefsReason, RouteReport, SourceProblem};
+pub use route::{HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, Rule, ValueMatch};
+pub use secret::{Credential, SecretBytes, TlsCertificate};
+pub use snapshot::Snapshot;

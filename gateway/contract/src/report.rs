@@ -1,0 +1,104 @@
+//! What the control plane decided about each object, for status conditions, logs and
+//! `/debug/routes`.
+//!
+//! Verdicts are enums whose names are the condition reasons users see (Gateway API's shape:
+//! `Accepted` and `ResolvedRefs`), so code compares variants, never strings.
+
+use std::{fmt, sync::Arc};
+
+use crate::ids::NamespacedName;
+
+/// Where an object came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A Kubernetes API server: its status is written back there.
+    Cluster,
+    /// A manifest file, as `file, document N`.
+    File(Arc<str>),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Cluster => f.write_str("cluster"),
+            Origin::File(place) => f.write_str(place),
+        }
+    }
+}
+
+/// Why a Route is or is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AcceptedReason {
+    /// Valid and served.
+    Accepted,
+    /// A field is invalid; the message names it.
+    Invalid,
+    /// A regular expression does not compile.
+    InvalidRegex,
+}
+
+impl AcceptedReason {
+    /// The condition reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::Invalid => "Invalid",
+            Self::InvalidRegex => "InvalidRegex",
+        }
+    }
+}
+
+/// Why a Route's references do or do not resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResolvedRefsReason {
+    /// Every backend has ready endpoints.
+    ResolvedRefs,
+    BackendNotFound,
+    PortNotFound,
+    NoReadyEndpoints,
+}
+
+impl ResolvedRefsReason {
+    /// The condition reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ResolvedRefs => "ResolvedRefs",
+            Self::BackendNotFound => "BackendNotFound",
+            Self::PortNotFound => "PortNotFound",
+            Self::NoReadyEndpoints => "NoReadyEndpoints",
+        }
+    }
+}
+
+/// The verdict on one Route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteReport {
+    pub id: NamespacedName,
+    pub origin: Origin,
+    /// `metadata.generation` of the version this report is about.
+    pub generation: Option<i64>,
+    pub accepted: AcceptedReason,
+    pub resolved_refs: ResolvedRefsReason,
+    /// A sentence a user can act on; empty when all is well.
+    pub message: String,
+}
+
+impl RouteReport {
+    /// Whether the Route's current spec is valid and serving.
+    pub fn is_accepted(&self) -> bool {
+        self.accepted == AcceptedReason::Accepted
+    }
+
+    /// Whether every backend resolved to at least one ready endpoint.
+    pub fn refs_resolved(&self) -> bool {
+        self.resolved_refs == ResolvedRefsReason::ResolvedRefs
+    }
+}
+
+/// A problem a source found that no object carries (a file that does not parse, say).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceProblem {
+    /// Where: a file and document index, or an object.
+    pub origin: String,
+    pub reason: String,
+}

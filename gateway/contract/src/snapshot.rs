@@ -1,0 +1,32 @@
+//! The snapshot: one whole, validated configuration, handed over as one immutable value.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    listener::Listener,
+    report::{RouteReport, SourceProblem},
+    route::Route,
+    secret::TlsCertificate,
+};
+
+/// Everything the data plane serves, and the verdicts behind it.
+///
+/// Nothing in it changes after it is built; a new configuration is a new snapshot with a
+/// higher `generation`.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases by one with every snapshot the control plane publishes.
+    pub generation: u64,
+    /// Accepted routes, in the order their precedence ties are broken (`namespace/name`).
+    pub routes: Vec<Arc<Route>>,
+    /// Listeners defined by configuration (the command line's are the data plane's own).
+    pub listeners: Vec<Listener>,
+    /// Certificates for the command line's TLS listener, chosen by SNI.
+    pub certificates: Vec<Arc<TlsCertificate>>,
+    /// One report per Route the sources hold, accepted or not.
+    pub reports: Vec<Arc<RouteReport>>,
+    /// Problems the sources found outside any Route (unparseable files, unknown kinds).
+    pub source_problems: Vec<SourceProblem>,
+    /// How long the reconcile that built this snapshot took.
+    pub reconcile_duration: Duration,
+}

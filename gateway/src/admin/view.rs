@@ -1,0 +1,302 @@
+//! The operator's view of a snapshot, as `/debug/routes` serves it.
+//!
+//! Built field by field from the contract: routes with their matches, filters, backends and
+//! resolved endpoints; a report per Route; the sources' problems; and, for certificates, only
+//! which Secret serves which hosts. Nothing here can hold a private key or a credential: the
+//! contract's secret types implement no `Serialize`, and no field of this view is taken from
+//! one.
+
+use serde::Serialize;
+use weir_contract::{
+    Backend, Filter, HeaderModifier, NamespacedName, PathMatch, Route, RouteMatch, RouteReport,
+    Rule, Snapshot, SourceProblem, TlsCertificate, Unresolved, ValueMatch,
+};
+
+/// The whole view.
+#[derive(Serialize)]
+pub struct SnapshotView {
+    pub generation: u64,
+    pub routes: Vec<RouteView>,
+    pub certificates: Vec<CertificateView>,
+    pub reports: Vec<ReportView>,
+    pub source_problems: Vec<ProblemView>,
+}
+
+#[derive(Serialize)]
+pub struct ObjectView {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct RouteView {
+    pub id: ObjectView,
+    pub hosts: Vec<String>,
+    pub rules: Vec<RuleView>,
+}
+
+#[derive(Serialize)]
+pub struct RuleView {
+    pub matches: Vec<MatchView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<serde_json::Value>,
+    pub backends: Vec<BackendView>,
+    /// The backend request timeout, e.g. `10s`.
+    pub timeout: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct MatchView {
+    /// `{"Prefix": "/api"}`, `{"Exact": …}` or `{"RegularExpression": …}`.
+    pub path: serde_json::Value,
+    pub method: Option<String>,
+    pub headers: Vec<ValueMatchView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<ValueMatchView>,
+}
+
+#[derive(Serialize)]
+pub struct ValueMatchView {
+    pub name: String,
+    /// `Exact`, `RegularExpression` or `Present`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct BackendView {
+    pub service: ObjectView,
+    pub weight: u32,
+    pub protocol: &'static str,
+    /// Ready endpoints, `address:port`.
+    pub endpoints: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct CertificateView {
+    /// The Secret it came from.
+    pub secret: ObjectView,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct ReportView {
+    pub id: ObjectView,
+    pub origin: String,
+    pub generation: Option<i64>,
+    pub accepted: bool,
+    pub accepted_reason: &'static str,
+    pub resolved_refs: bool,
+    pub resolved_refs_reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+pub struct ProblemView {
+    pub origin: String,
+    pub reason: String,
+}
+
+/// The view of `snapshot`.
+pub fn snapshot(snapshot: &Snapshot) -> SnapshotView {
+    SnapshotView {
+        generation: snapshot.generation,
+        routes: snapshot.routes.iter().map(|r| route(r)).collect(),
+        certificates: snapshot
+            .certificates
+            .iter()
+            .map(|c| certificate(c))
+            .collect(),
+        reports: snapshot.reports.iter().map(|r| report(r)).collect(),
+        source_problems: snapshot.source_problems.iter().map(problem).collect(),
+    }
+}
+
+fn object(id: &NamespacedName) -> ObjectView {
+    ObjectView {
+        namespace: id.namespace.clone(),
+        name: id.name.clone(),
+    }
+}
+
+fn route(route: &Route) -> RouteView {
+    RouteView {
+        id: object(&route.id.object),
+        hosts: route.hosts.clone(),
+        rules: route.rules.iter().map(rule).collect(),
+    }
+}
+
+fn rule(rule: &Rule) -> RuleView {
+    RuleView {
+        matches: rule.matches.iter().map(route_match).collect(),
+        filters: rule.filters.iter().map(filter).collect(),
+        backends: rule
+            .backends
+            .iter()
+            .map(|rule_backend| {
+                let Backend::Service(service) = &rule_backend.backend;
+                BackendView {
+                    service: object(&service.service),
+                    weight: rule_backend.weight,
+                    protocol: service.protocol.as_str(),
+                    endpoints: service
+                        .endpoints
+                        .iter()
+                        .map(|e| e.address.to_string())
+                        .collect(),
+                    unresolved: service.unresolved.map(|u| match u {
+                        Unresolved::BackendNotFound => "BackendNotFound",
+                        Unresolved::PortNotFound => "PortNotFound",
+                    }),
+                }
+            })
+            .collect(),
+        timeout: rule
+            .policy
+            .timeouts
+            .backend_request
+            .map(|t| humantime::format_duration(t).to_string()),
+    }
+}
+
+fn route_match(route_match: &RouteMatch) -> MatchView {
+    let path = match &route_match.path {
+        PathMatch::Exact(p) => serde_json::json!({ "Exact": p }),
+        PathMatch::Prefix(p) => serde_json::json!({ "Prefix": p }),
+        PathMatch::RegularExpression(r) => serde_json::json!({ "RegularExpression": r.as_str() }),
+    };
+    MatchView {
+        path,
+        method: route_match.method.as_ref().map(|m| m.to_string()),
+        headers: route_match
+            .headers
+            .iter()
+            .map(|h| value_match(h.name.as_str(), &h.value))
+            .collect(),
+        query: route_match
+            .query
+            .iter()
+            .map(|q| value_match(&q.name, &q.value))
+            .collect(),
+    }
+}
+
+fn value_match(name: &str, value: &ValueMatch) -> ValueMatchView {
+    let (kind, value) = match value {
+        ValueMatch::Exact(v) => ("Exact", Some(v.clone())),
+        ValueMatch::RegularExpression(r) => ("RegularExpression", Some(r.as_str().to_owned())),
+        ValueMatch::Present => ("Present", None),
+    };
+    ValueMatchView {
+        name: name.to_owned(),
+        kind,
+        value,
+    }
+}
+
+fn filter(filter: &Filter) -> serde_json::Value {
+    let modifier = |m: &HeaderModifier| {
+        let pairs = |list: &[(http::HeaderName, http::HeaderValue)]| {
+            list.iter()
+                .map(|(n, v)| serde_json::json!({"name": n.as_str(), "value": String::from_utf8_lossy(v.as_bytes())}))
+                .collect::<Vec<_>>()
+        };
+        serde_json::json!({
+            "set": pairs(&m.set),
+            "add": pairs(&m.add),
+            "remove": m.remove.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+        })
+    };
+    match filter {
+        Filter::RequestHeaderModifier(m) => {
+            serde_json::json!({"type": "RequestHeaderModifier", "requestHeaderModifier": modifier(m)})
+        }
+        Filter::ResponseHeaderModifier(m) => {
+            serde_json::json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": modifier(m)})
+        }
+    }
+}
+
+fn certificate(certificate: &TlsCertificate) -> CertificateView {
+    CertificateView {
+        secret: object(&certificate.source),
+        hosts: certificate.hosts.clone(),
+    }
+}
+
+fn report(report: &RouteReport) -> ReportView {
+    ReportView {
+        id: object(&report.id),
+        origin: report.origin.to_string(),
+        generation: report.generation,
+        accepted: report.is_accepted(),
+        accepted_reason: report.accepted.as_str(),
+        resolved_refs: report.refs_resolved(),
+        resolved_refs_reason: report.resolved_refs.as_str(),
+        message: report.message.clone(),
+    }
+}
+
+fn problem(problem: &SourceProblem) -> ProblemView {
+    ProblemView {
+        origin: problem.origin.clone(),
+        reason: problem.reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use weir_contract::{Credential, SecretBytes};
+
+    use super::*;
+
+    const MARKER: &str = "WEIR-SECRET-MARKER-7f3a";
+
+    fn certificate_with_marker() -> TlsCertificate {
+        TlsCertificate {
+            source: NamespacedName::new("shop", "shop-tls"),
+            hosts: vec!["shop.example.com".into()],
+            chain_pem: b"-----BEGIN CERTIFICATE-----\n...\n".to_vec(),
+            key_pem: SecretBytes::new(
+                format!("-----BEGIN PRIVATE KEY-----\n{MARKER}\n-----END PRIVATE KEY-----\n")
+                    .into_bytes(),
+            ),
+        }
+    }
+
+    #[test]
+    fn secret_material_shows_in_neither_debug_nor_the_operator_view() {
+        let credential = Credential {
+            source: NamespacedName::new("ai", "openai"),
+            value: SecretBytes::new(MARKER.as_bytes().to_vec()),
+        };
+        let snapshot = Snapshot {
+            generation: 3,
+            certificates: vec![Arc::new(certificate_with_marker())],
+            ..Snapshot::default()
+        };
+        let debug = format!(
+            "{snapshot:?} {credential:?} {:#?}",
+            certificate_with_marker()
+        );
+        assert!(!debug.contains(MARKER), "Debug leaks the secret: {debug}");
+        assert!(debug.contains("redacted"), "{debug}");
+
+        let json = serde_json::to_string(&self::snapshot(&snapshot)).unwrap();
+        assert!(
+            !json.contains(MARKER),
+            "/debug/routes leaks the secret: {json}"
+        );
+        assert!(
+            json.contains("shop-tls"),
+            "the view still says which Secret: {json}"
+        );
+    }
+}

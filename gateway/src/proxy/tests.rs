@@ -1,0 +1,209 @@
+//! One test group per phase of [`Proxy::handle`], each on a table compiled from a contract
+//! snapshot, as the control plane would hand it over.
+
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode};
+use weir_contract::{
+    Backend, Endpoint, Filter, HeaderModifier, NamespacedName, PathMatch, Protocol, Route, RouteId,
+    RouteKind, RouteMatch, Rule, RuleBackend, RulePolicy, ServiceBackend, Snapshot,
+};
+
+use super::*;
+use crate::{metrics::Metrics, table::TableCompiler};
+
+/// A table with route `r` for host `h`, prefix `/`, whose rule has `filters` and sends to
+/// `endpoints` (none: no ready endpoint).
+fn table(filters: Vec<Filter>, endpoints: &[u16]) -> RoutingTable {
+    let rule = Rule {
+        matches: vec![RouteMatch {
+            path: PathMatch::Prefix("/".into()),
+            ..RouteMatch::any()
+        }],
+        filters,
+        backends: vec![RuleBackend {
+            weight: 1,
+            filters: Vec::new(),
+            backend: Backend::Service(ServiceBackend {
+                service: NamespacedName::new("default", "echo"),
+                protocol: Protocol::Http1,
+                endpoints: endpoints
+                    .iter()
+                    .map(|port| Endpoint {
+                        address: ([127, 0, 0, 1], *port).into(),
+                    })
+                    .collect(),
+                unresolved: None,
+            }),
+        }],
+        policy: RulePolicy::default(),
+    };
+    let snapshot = Snapshot {
+        generation: 1,
+        routes: vec![Arc::new(Route {
+            id: RouteId::new(RouteKind::Route, NamespacedName::new("default", "r")),
+            hosts: vec!["h".into()],
+            rules: vec![rule],
+        })],
+        ..Snapshot::default()
+    };
+    TableCompiler::new(Metrics::default()).compile(Arc::new(snapshot), None)
+}
+
+fn request(host: &str, path: &str) -> Request<()> {
+    Request::get(path).header(HOST, host).body(()).unwrap()
+}
+
+fn peer() -> Peer {
+    Peer::new(([192, 0, 2, 7], 4000).into())
+}
+
+/// The context of a request for host `h` after the route phase, on `table`.
+fn routed<'r>(table: &'r RoutingTable, peer: &'r Peer) -> (RequestCtx<'r>, Option<RequestHost>) {
+    let (target, host) = route(table, &request("h", "/")).unwrap();
+    let ctx = RequestCtx {
+        started: Instant::now(),
+        peer,
+        target,
+    };
+    (ctx, host)
+}
+
+fn set(name: &'static str, value: &'static str) -> HeaderModifier {
+    HeaderModifier {
+        set: vec![(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )],
+        ..HeaderModifier::default()
+    }
+}
+
+#[test]
+fn route_finds_the_rule_and_the_host_or_fails_with_no_route() {
+    let table = table(Vec::new(), &[1]);
+    let (target, host) = route(&table, &request("h", "/x")).unwrap();
+    assert_eq!(&*target.route, "default/r");
+    assert_eq!(host.unwrap().value(), "h");
+    let unrouted = route(&table, &request("other", "/x")).err().unwrap();
+    assert_eq!(unrouted.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn request_filters_run_after_the_forwarding_headers_so_they_can_change_them() {
+    let table = table(
+        vec![Filter::RequestHeaderModifier(set(
+            "x-forwarded-proto",
+            "https",
+        ))],
+        &[1],
+    );
+    let peer = peer();
+    let (ctx, host) = routed(&table, &peer);
+    let (mut parts, ()) = request("h", "/").into_parts();
+    request_filters(&ctx, &mut parts, host);
+    assert_eq!(parts.headers["x-forwarded-proto"], "https");
+    assert_eq!(parts.headers["x-forwarded-for"], "192.0.2.7");
+}
+
+#[test]
+fn select_names_no_upstream_when_no_endpoint_is_ready() {
+    let peer = peer();
+    let empty = table(Vec::new(), &[]);
+    assert!(select(&routed(&empty, &peer).0).is_none());
+    let ready = table(Vec::new(), &[7]);
+    let (ctx, _) = routed(&ready, &peer);
+    assert_eq!(select(&ctx).unwrap().endpoint.to_string(), "127.0.0.1:7");
+}
+
+#[test]
+fn response_filters_drop_hop_by_hop_headers_then_apply_the_rules() {
+    let table = table(
+        vec![Filter::ResponseHeaderModifier(set("x-served-by", "weir"))],
+        &[1],
+    );
+    let peer = peer();
+    let (ctx, _) = routed(&table, &peer);
+    let mut response = Response::builder()
+        .header("connection", "close")
+        .body(())
+        .unwrap();
+    response_filters(&ctx, &mut response);
+    assert!(!response.headers().contains_key("connection"));
+    assert_eq!(response.headers()["x-served-by"], "weir");
+}
+
+#[test]
+fn record_answers_a_failure_with_its_status() {
+    let table = table(Vec::new(), &[]);
+    let peer = peer();
+    let (ctx, _) = routed(&table, &peer);
+    let response = record(&ctx, None, Err(Failure::NoEndpoint));
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn handle_runs_the_phases_end_to_end_against_a_real_backend() {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    // A backend that echoes the x-forwarded-for it received.
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = backend.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (stream, _) = backend.accept().await.unwrap();
+        let service = service_fn(|request: Request<Incoming>| async move {
+            let forwarded = request.headers()["x-forwarded-for"].clone();
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::copy_from_slice(
+                forwarded.as_bytes(),
+            ))))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table(
+        Vec::new(),
+        &[port],
+    )))));
+
+    // The proxy behind a loopback server, so that requests arrive with `Incoming` bodies.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_address = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, client) = front.accept().await.unwrap();
+        let peer = Peer::new(client);
+        let service = service_fn(move |request| {
+            let (proxy, peer) = (proxy.clone(), peer.clone());
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &peer).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let stream = tokio::net::TcpStream::connect(front_address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let ask = |host: &'static str| {
+        Request::builder()
+            .method(Method::GET)
+            .uri("/")
+            .header(HOST, host)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(ask("h")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "127.0.0.1");
+    let missing = sender.send_request(ask("nowhere")).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,241 @@
+//! `weir`: the gateway binary. Wires a configuration source to the reconciler, the reconciler
+//! to the data plane's table compiler and (in a cluster) to the status writer, and the table to
+//! the proxy and admin listeners. It owns the metrics registry every component registers in.
+//!
+//! ```text
+//! files | kubernetes --SourceEvent--> reconciler --Snapshot--> apply_snapshots --> ArcSwap<RoutingTable> --> proxy threads
+//!                                                          \--> status writer (cluster)
+//! ```
+
+use std::{
+    io::IsTerminal, net::SocketAddr, num::NonZeroUsize, path::PathBuf, process::ExitCode,
+    sync::Arc, time::Duration,
+};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::{Parser, ValueEnum};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use weir_controlplane::{
+    ReconcilerMetrics, reconciler,
+    source::{files, kubernetes},
+    status,
+};
+use weir_gateway::{admin, listener, metrics::Metrics, proxy::Proxy, table::TableCompiler};
+use weir_informer::InformerFactory;
+
+/// Weir, a Kubernetes API gateway.
+///
+/// With --config, standalone: routes come from manifests in a directory. Otherwise from a
+/// cluster: --kubeconfig, else $KUBECONFIG or the in-cluster service account.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Standalone mode: a directory of Route, Service and EndpointSlice manifests, reloaded on change.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "namespace", "selector"])]
+    config: Option<PathBuf>,
+    /// Cluster mode: the kubeconfig to use (default: $KUBECONFIG, then in-cluster).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Cluster mode: watch only this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Cluster mode: serve only Routes with these labels (e.g. `gateway=public`).
+    #[arg(long)]
+    selector: Option<String>,
+    /// Address of the proxy listener.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Address of the admin listener (health, readiness, metrics, /debug/routes).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Proxy threads, each with its own event loop (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    // A directory we cannot read is a usage error: one line, exit code 2.
+    if let Some(config) = &cli.config
+        && let Err(error) = files::check_directory(config)
+    {
+        eprintln!("weir: {error}");
+        return ExitCode::from(2);
+    }
+    // This thread runs the control plane and the admin listener; the proxy has threads of its
+    // own (listener::serve_on_threads).
+    let mut runtime = tokio::runtime::Builder::new_current_thread();
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("weir: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<weir_informer::ConnectError>() => {
+            eprintln!("weir: {error:#}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("weir: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let proxy_listener = listener::bind(cli.listen).await?;
+    let admin_listener = listener::bind(cli.admin).await?;
+    let mut registry = Registry::with_prefix("weir");
+    let metrics = Metrics::default();
+    metrics.register(&mut registry);
+    let reconciler_metrics = ReconcilerMetrics::default();
+    reconciler_metrics.register(&mut registry);
+
+    let (events, events_rx) = mpsc::channel(1024);
+    let (snapshots, snapshots_rx) = watch::channel(None);
+    let (source, source_name) = match &cli.config {
+        Some(config) => {
+            files::spawn(config.clone(), events).context("starting the file source")?;
+            (
+                format!("directory {}", config.display()),
+                files::SOURCE_NAME,
+            )
+        }
+        None => {
+            let client = weir_informer::connect(cli.kubeconfig.as_deref()).await?;
+            let factory = Arc::new(InformerFactory::new(client.clone()));
+            let scope = kubernetes::KubernetesScope {
+                namespace: cli.namespace.clone(),
+                route_selector: cli.selector.clone(),
+            };
+            tokio::spawn(kubernetes::run(factory, scope, events));
+            let status_queue = status::queue();
+            status_queue.metrics().register(&mut registry);
+            tokio::spawn(status::run(client, snapshots_rx.clone(), status_queue));
+            ("kubernetes".to_owned(), kubernetes::SOURCE_NAME)
+        }
+    };
+    let compiler = TableCompiler::new(metrics);
+    let table = Arc::new(ArcSwap::from_pointee(compiler.empty()));
+    tokio::spawn(reconciler::run(
+        events_rx,
+        vec![source_name],
+        snapshots,
+        reconciler_metrics,
+    ));
+    tokio::spawn(weir_gateway::apply_snapshots(
+        snapshots_rx,
+        table.clone(),
+        compiler,
+    ));
+
+    tracing::info!(
+        proxy = %proxy_listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        source,
+        "listening"
+    );
+    let admin_state = admin::AdminState {
+        table: table.clone(),
+        registry: Arc::new(registry),
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
+    let threads = cli
+        .threads
+        .and_then(NonZeroUsize::new)
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN);
+    let drained = listener::serve_on_threads(
+        proxy_listener,
+        threads,
+        Arc::new(Proxy::new(table)),
+        shutdown_signal(),
+        cli.drain_timeout,
+    )
+    .await
+    .context("starting the proxy threads")?;
+    admin_task.abort();
+    if drained {
+        tracing::info!("drained, exiting");
+    } else {
+        tracing::warn!(timeout = ?cli.drain_timeout, "drain deadline passed; dropping the remaining connections");
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT will stop weir");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Whether log lines carry ANSI colour: only on a terminal, and never with `NO_COLOR` set to
+/// anything but the empty string (no-color.org). Under `kubectl logs`, stderr is a pipe.
+fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(
+            !use_colour(false, None),
+            "a pipe or a file gets no escape codes"
+        );
+        assert!(!use_colour(true, Some("1".as_ref())));
+        assert!(
+            use_colour(true, Some("".as_ref())),
+            "an empty NO_COLOR is unset"
+        );
+    }
+}
