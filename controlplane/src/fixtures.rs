@@ -98,9 +98,13 @@ pub fn route(
                         port,
                     },
                     weight: 1,
+                    tls: None,
                 }],
                 timeout: None,
+                timeouts: None,
+                max_request_body_size: None,
             }],
+            tls: Vec::new(),
         },
     );
     route.metadata.namespace = Some(namespace.into());

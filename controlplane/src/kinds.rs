@@ -14,7 +14,10 @@ use std::{fmt, sync::Arc};
 
 use k8s_openapi::{
     NamespaceResourceScope,
-    api::{core::v1::Service, discovery::v1::EndpointSlice},
+    api::{
+        core::v1::{Secret, Service},
+        discovery::v1::EndpointSlice,
+    },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::Resource;
@@ -30,6 +33,7 @@ pub enum Kind {
     Route,
     Service,
     EndpointSlice,
+    Secret,
 }
 
 /// What Weir knows about a kind.
@@ -42,6 +46,8 @@ pub struct KindInfo {
     pub name: &'static str,
     /// The CRD that must be Established before the kind can be watched; `None` for built-in kinds.
     pub crd: Option<&'static str>,
+    /// In a cluster, only objects matching this field selector are watched.
+    pub field_selector: Option<&'static str>,
 }
 
 /// Every kind, in the order the store files them.
@@ -51,18 +57,29 @@ pub const KINDS: &[KindInfo] = &[
         api_version: "weir.dev/v1alpha1",
         name: "Route",
         crd: Some("routes.weir.dev"),
+        field_selector: None,
     },
     KindInfo {
         kind: Kind::Service,
         api_version: "v1",
         name: "Service",
         crd: None,
+        field_selector: None,
     },
     KindInfo {
         kind: Kind::EndpointSlice,
         api_version: "discovery.k8s.io/v1",
         name: "EndpointSlice",
         crd: None,
+        field_selector: None,
+    },
+    KindInfo {
+        kind: Kind::Secret,
+        api_version: "v1",
+        name: "Secret",
+        crd: None,
+        // Weir reads certificates; other Secrets it neither needs nor should see.
+        field_selector: Some("type=kubernetes.io/tls"),
     },
 ];
 
@@ -80,6 +97,7 @@ impl Kind {
             Kind::Route => visitor.visit::<weir_crds::Route>(),
             Kind::Service => visitor.visit::<Service>(),
             Kind::EndpointSlice => visitor.visit::<EndpointSlice>(),
+            Kind::Secret => visitor.visit::<Secret>(),
         }
     }
 }
@@ -125,6 +143,13 @@ impl Watched for EndpointSlice {
     }
 }
 
+impl Watched for Secret {
+    const KIND: Kind = Kind::Secret;
+    fn into_object(self: Arc<Self>) -> Object {
+        Object::Secret(self)
+    }
+}
+
 /// An object's kind and identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
@@ -157,11 +182,37 @@ pub fn object_id(meta: &ObjectMeta) -> NamespacedName {
 }
 
 /// An object as a source delivered it. Shared, never mutated.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Its `Debug` never shows a Secret's data: only its name, type and keys.
+#[derive(Clone, PartialEq)]
 pub enum Object {
     Route(Arc<weir_crds::Route>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
+    Secret(Arc<Secret>),
+}
+
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::Route(o) => f.debug_tuple("Route").field(o).finish(),
+            Object::Service(o) => f.debug_tuple("Service").field(o).finish(),
+            Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
+            Object::Secret(secret) => {
+                let keys: Vec<&String> = secret
+                    .data
+                    .iter()
+                    .flat_map(|data| data.keys())
+                    .chain(secret.string_data.iter().flat_map(|data| data.keys()))
+                    .collect();
+                f.debug_struct("Secret")
+                    .field("id", &object_id(&secret.metadata))
+                    .field("type", &secret.type_)
+                    .field("keys", &keys)
+                    .finish_non_exhaustive()
+            }
+        }
+    }
 }
 
 impl Object {
@@ -170,6 +221,7 @@ impl Object {
             Object::Route(_) => Kind::Route,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -178,6 +230,7 @@ impl Object {
             Object::Route(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
         }
     }
 
@@ -204,6 +257,9 @@ impl Object {
                     && old.address_type == new.address_type
                     && slice_service(old) == slice_service(new)
             }
+            (Object::Secret(old), Object::Secret(new)) => {
+                old.type_ == new.type_ && old.data == new.data && old.string_data == new.string_data
+            }
             _ => false,
         }
     }
@@ -220,7 +276,7 @@ impl Object {
                     NamespacedName::new(namespace, service),
                 ))
             }
-            Object::Route(_) | Object::Service(_) => None,
+            Object::Route(_) | Object::Service(_) | Object::Secret(_) => None,
         }
     }
 }
@@ -302,9 +358,21 @@ impl Object {
             Kind::Route => convert(document).map(|o| Object::Route(Arc::new(o))),
             Kind::Service => convert(document).map(|o| Object::Service(Arc::new(o))),
             Kind::EndpointSlice => convert(document).map(|o| Object::EndpointSlice(Arc::new(o))),
+            Kind::Secret => convert_secret(document).map(|o| Object::Secret(Arc::new(o))),
         }
         .map_err(invalid)
     }
+}
+
+/// A Secret, whose conversion error names the field but never quotes a value: a parser's
+/// message may repeat what it could not read, and that may be the secret.
+fn convert_secret(document: serde_json::Value) -> Result<Secret, String> {
+    serde_path_to_error::deserialize(document).map_err(|error| {
+        format!(
+            "{}: not a valid value (the parser's message is withheld: it may quote Secret data)",
+            error.path()
+        )
+    })
 }
 
 /// Deserialises with the failing field's path in the error (`spec.rules[0].method: …`).
@@ -372,8 +440,41 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_shows_its_keys_never_its_data_neither_in_debug_nor_in_errors() {
+        const MARKER: &str = "c2VjcmV0LW1hcmtlcg"; // base64 of "secret-marker" (unpadded)
+        let secret = Object::decode(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "shop-tls"},
+            "data": {"tls.crt": format!("{MARKER}=="), "tls.key": format!("{MARKER}==")},
+            "stringData": {"note": "secret-marker"}
+        }))
+        .unwrap();
+        let debug = format!("{secret:?}");
+        assert!(debug.contains("tls.key"), "{debug}");
+        assert!(
+            !debug.contains("secret-marker") && !debug.contains(MARKER),
+            "{debug}"
+        );
+        assert!(!debug.contains("115, 101, 99"), "no bytes either: {debug}");
+
+        let error = Object::decode(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"},
+            "data": {"tls.key": "secret-marker is not base64!"}
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("data"), "names the field: {error}");
+        assert!(!error.contains("secret-marker"), "{error}");
+    }
+
+    #[test]
     fn every_kind_has_an_entry() {
-        for kind in [Kind::Route, Kind::Service, Kind::EndpointSlice] {
+        for kind in [
+            Kind::Route,
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::Secret,
+        ] {
             assert_eq!(kind.info().kind, kind);
         }
     }

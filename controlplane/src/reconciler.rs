@@ -14,7 +14,7 @@
 //! stream goes quiet for a moment (debounced), and only after every source has synced.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,12 +24,14 @@ use prometheus_client::{
     registry::Registry,
 };
 use tokio::sync::{mpsc, watch};
-use weir_contract::{NamespacedName, Origin, Route, RouteReport, Snapshot, SourceProblem};
+use weir_contract::{
+    NamespacedName, Origin, Route, RouteReport, Snapshot, SourceProblem, TlsCertificate,
+};
 
 use crate::{
     kinds::{Kind, ObjectKey},
     report,
-    resolve::Lookup,
+    resolve::{Certificates, Lookup},
     source::SourceEvent,
     store::Store,
     translate::{self, Rejected},
@@ -48,6 +50,10 @@ pub struct Reconciler {
     last_valid: HashMap<NamespacedName, Arc<weir_crds::Route>>,
     /// What the last snapshot made of each Route.
     translated: HashMap<NamespacedName, TranslatedRoute>,
+    /// The last good certificate read from each Secret.
+    certificates: Certificates,
+    /// The Secret whose certificate is served to clients no other certificate is for.
+    default_certificate: Option<DefaultCertificate>,
     problems_by_source: HashMap<&'static str, Vec<SourceProblem>>,
     generation: u64,
 }
@@ -55,7 +61,16 @@ pub struct Reconciler {
 /// One Route as the last snapshot had it.
 struct TranslatedRoute {
     served: Option<Arc<Route>>,
+    certificates: Vec<Arc<TlsCertificate>>,
     report: Arc<RouteReport>,
+}
+
+/// The default certificate's Secret, and what it last gave.
+struct DefaultCertificate {
+    secret: NamespacedName,
+    served: Option<Arc<TlsCertificate>>,
+    /// Read again when the Secret changes.
+    stale: bool,
 }
 
 impl Reconciler {
@@ -72,6 +87,17 @@ impl Reconciler {
         }
     }
 
+    /// Serves the certificate of Secret `secret` to clients that name no host, or a host no
+    /// other certificate is for.
+    pub fn with_default_certificate(mut self, secret: NamespacedName) -> Self {
+        self.default_certificate = Some(DefaultCertificate {
+            secret,
+            served: None,
+            stale: true,
+        });
+        self
+    }
+
     /// The store, for sources and tests that need to look.
     pub fn store(&self) -> &Store {
         &self.store
@@ -86,6 +112,12 @@ impl Reconciler {
         // that changed.
         let mut dirty: HashSet<NamespacedName> = HashSet::new();
         for key in self.store.take_touched() {
+            if let Some(default) = &mut self.default_certificate
+                && key.kind == Kind::Secret
+                && key.id == default.secret
+            {
+                default.stale = true;
+            }
             if key.kind == Kind::Route {
                 if self.store.get(&key).is_none() {
                     self.translated.remove(&key.id);
@@ -106,21 +138,35 @@ impl Reconciler {
 
         let mut routes = Vec::with_capacity(self.translated.len() + dirty.len());
         let mut reports = Vec::with_capacity(routes.capacity());
+        let mut certificates = Vec::new();
         let mut references = Vec::new();
         for (id, route, origin) in self.store.routes() {
             if dirty.contains(id) || !self.translated.contains_key(id) {
-                let (translated, looked_up) =
-                    translate_route(id, route, origin, &self.store, &mut self.last_valid);
-                references.push((ObjectKey::new(Kind::Route, id.clone()), looked_up));
+                let mut lookup = Lookup::new(&self.store, &mut self.certificates);
+                let translated =
+                    translate_route(id, route, origin, &mut lookup, &mut self.last_valid);
+                references.push((
+                    ObjectKey::new(Kind::Route, id.clone()),
+                    lookup.into_references(),
+                ));
                 self.translated.insert(id.clone(), translated);
             }
             let translated = &self.translated[id];
             routes.extend(translated.served.clone());
+            certificates.extend(translated.certificates.iter().cloned());
             reports.push(translated.report.clone());
         }
         for (route, looked_up) in references {
             self.store.refs_mut().set_references(&route, looked_up);
         }
+        let default_certificate = self.default_certificate();
+        // A Secret's last good certificate is kept while something still refers to it.
+        let (refs, default) = (self.store.refs(), &self.default_certificate);
+        self.certificates.retain(|secret| {
+            let key = ObjectKey::new(Kind::Secret, secret.clone());
+            refs.referrers_of(&key).next().is_some()
+                || default.as_ref().is_some_and(|d| d.secret == *secret)
+        });
 
         let mut source_problems: Vec<_> = self
             .problems_by_source
@@ -132,25 +178,55 @@ impl Reconciler {
         Snapshot {
             generation: self.generation,
             routes,
+            certificates,
+            default_certificate,
             reports,
             source_problems,
             reconcile_duration: started.elapsed(),
             ..Snapshot::default()
         }
     }
+
+    /// The default certificate, read again if its Secret changed; a problem with it is a
+    /// source problem (no Route owns it).
+    fn default_certificate(&mut self) -> Option<Arc<TlsCertificate>> {
+        let default = self.default_certificate.as_mut()?;
+        if default.stale {
+            default.stale = false;
+            let mut lookup = Lookup::new(&self.store, &mut self.certificates);
+            let (pair, problem) = lookup.tls_certificate(&default.secret);
+            default.served = pair.map(|pair| {
+                Arc::new(TlsCertificate {
+                    source: default.secret.clone(),
+                    hosts: Vec::new(),
+                    chain_pem: pair.chain_pem,
+                    key_pem: pair.key_pem,
+                })
+            });
+            let problems = problem
+                .map(|problem| {
+                    vec![SourceProblem {
+                        origin: "--default-certificate".into(),
+                        reason: format!("Secret {} {problem}", default.secret),
+                    }]
+                })
+                .unwrap_or_default();
+            self.problems_by_source
+                .insert("default-certificate", problems);
+        }
+        default.served.clone()
+    }
 }
 
 /// Translates one Route: its current spec, or its last valid one if the current is invalid.
-/// Returns what it made and every object it looked up.
 fn translate_route(
     id: &NamespacedName,
     route: &Arc<weir_crds::Route>,
     origin: &Origin,
-    store: &Store,
+    lookup: &mut Lookup<'_>,
     last_valid: &mut HashMap<NamespacedName, Arc<weir_crds::Route>>,
-) -> (TranslatedRoute, BTreeSet<ObjectKey>) {
-    let mut lookup = Lookup::new(store);
-    let (served, rejected) = match translate::route::translate(id, &route.spec, &mut lookup) {
+) -> TranslatedRoute {
+    let (served, rejected) = match translate::route::translate(id, &route.spec, lookup) {
         Ok(served) => {
             last_valid.insert(id.clone(), route.clone());
             (Some(served), None)
@@ -158,7 +234,7 @@ fn translate_route(
         Err(rejected) => {
             let fallback = last_valid
                 .get(id)
-                .and_then(|last| translate::route::translate(id, &last.spec, &mut lookup).ok());
+                .and_then(|last| translate::route::translate(id, &last.spec, lookup).ok());
             (fallback, Some::<Rejected>(rejected))
         }
     };
@@ -169,11 +245,18 @@ fn translate_route(
         served.as_ref(),
         rejected,
     );
-    let translated = TranslatedRoute {
-        served: served.map(Arc::new),
-        report: Arc::new(report),
-    };
-    (translated, lookup.into_references())
+    match served {
+        Some(served) => TranslatedRoute {
+            served: Some(Arc::new(served.route)),
+            certificates: served.certificates,
+            report: Arc::new(report),
+        },
+        None => TranslatedRoute {
+            served: None,
+            certificates: Vec::new(),
+            report: Arc::new(report),
+        },
+    }
 }
 
 /// The reconciler's metrics.
@@ -201,7 +284,7 @@ impl ReconcilerMetrics {
     }
 }
 
-/// Applies source events and publishes a snapshot after each burst of changes.
+/// Applies source events to `reconciler` and publishes a snapshot after each burst of changes.
 ///
 /// Nothing is published until each of `sources` has sent [`SourceEvent::Synced`], so the data
 /// plane never serves a half-loaded configuration. Returns when every event sender is gone.
@@ -210,8 +293,8 @@ pub async fn run(
     sources: Vec<&'static str>,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     metrics: ReconcilerMetrics,
+    mut reconciler: Reconciler,
 ) {
-    let mut reconciler = Reconciler::default();
     let mut synced = HashSet::new();
     let mut dirty = false;
     while let Some(event) = events.recv().await {
@@ -525,6 +608,7 @@ mod tests {
             vec!["a", "b"],
             snapshots,
             ReconcilerMetrics::default(),
+            Reconciler::default(),
         ));
         for object in echo_backend() {
             events

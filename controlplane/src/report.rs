@@ -4,11 +4,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use weir_contract::{
-    AcceptedReason, Backend, NamespacedName, Origin, ResolvedRefsReason, Route, RouteReport,
-    Snapshot, Unresolved,
+    AcceptedReason, NamespacedName, Origin, ResolvedRefsReason, RouteReport, Snapshot,
 };
 
-use crate::translate::Rejected;
+use crate::translate::{Rejected, Translated};
 
 /// The report on a Route: `served` is what is served for it (its current spec, or its last
 /// valid one), `rejected` why its current spec was refused, if it was.
@@ -16,7 +15,7 @@ pub fn route_report(
     id: &NamespacedName,
     origin: &Origin,
     generation: Option<i64>,
-    served: Option<&Route>,
+    served: Option<&Translated>,
     rejected: Option<Rejected>,
 ) -> RouteReport {
     let (accepted, mut message) = match rejected {
@@ -29,14 +28,15 @@ pub fn route_report(
             (rejected.reason, message)
         }
     };
-    let (resolved_refs, refs_message) = served
-        .map(resolution_problem)
-        .unwrap_or((ResolvedRefsReason::ResolvedRefs, String::new()));
-    if !refs_message.is_empty() {
+    let problems = served.map(|s| s.problems.as_slice()).unwrap_or_default();
+    let resolved_refs = problems
+        .first()
+        .map_or(ResolvedRefsReason::ResolvedRefs, |p| p.reason);
+    for problem in problems {
         if !message.is_empty() {
             message.push_str("; ");
         }
-        message.push_str(&refs_message);
+        message.push_str(&problem.message);
     }
     RouteReport {
         id: id.clone(),
@@ -46,33 +46,6 @@ pub fn route_report(
         resolved_refs,
         message,
     }
-}
-
-/// The first backend problem of a served Route, as a reason and a message.
-fn resolution_problem(route: &Route) -> (ResolvedRefsReason, String) {
-    for (r, rule) in route.rules.iter().enumerate() {
-        for (b, rule_backend) in rule.backends.iter().enumerate() {
-            let Backend::Service(backend) = &rule_backend.backend;
-            let service = &backend.service;
-            let (reason, message) = match backend.unresolved {
-                None if !backend.endpoints.is_empty() => continue,
-                None => (
-                    ResolvedRefsReason::NoReadyEndpoints,
-                    format!("Service {service} has no ready endpoints"),
-                ),
-                Some(Unresolved::BackendNotFound) => (
-                    ResolvedRefsReason::BackendNotFound,
-                    format!("Service {service} not found"),
-                ),
-                Some(Unresolved::PortNotFound) => (
-                    ResolvedRefsReason::PortNotFound,
-                    format!("Service {service} has no such port"),
-                ),
-            };
-            return (reason, format!("spec.rules[{r}].backends[{b}]: {message}"));
-        }
-    }
-    (ResolvedRefsReason::ResolvedRefs, String::new())
 }
 
 /// Logs each Route whose report changed, and each new source problem, once.

@@ -7,10 +7,12 @@ pub mod route;
 pub mod validate;
 
 pub use route::{
-    Backend, HeaderMatch, HttpMethod, PathMatch, PathMatchType, Route, RouteMatch, RouteRule,
-    RouteSpec, RouteStatus, ServiceRef,
+    Backend, BackendTls, HeaderMatch, HttpMethod, PathMatch, PathMatchType, Route, RouteMatch,
+    RouteRule, RouteSpec, RouteStatus, RouteTls, RuleTimeouts, ServiceRef,
 };
-pub use validate::{FieldError, InvalidRoute, parse_timeout, validate_route};
+pub use validate::{
+    FieldError, InvalidRoute, InvalidSize, parse_size, parse_timeout, validate_route,
+};
 
 use kube::CustomResourceExt;
 

@@ -41,6 +41,23 @@ pub struct RouteSpec {
     pub hosts: Vec<String>,
     /// Rules, each matching some requests and sending them to backends.
     pub rules: Vec<RouteRule>,
+    /// Certificates for the TLS listener (`--listen-tls`), chosen by the name the client
+    /// asks for (SNI). Each comes from a `kubernetes.io/tls` Secret in the Route's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<RouteTls>,
+}
+
+/// A certificate for some of the Route's hosts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTls {
+    /// Host names the certificate is served for (`*.example.com` for a wildcard). Absent: the
+    /// Route's hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// A `kubernetes.io/tls` Secret in the Route's namespace: `tls.crt` (the chain, leaf first)
+    /// and `tls.key` (its private key), PEM.
+    pub secret_name: String,
 }
 
 /// One rule: requests matching any of `matches` go to `backends`.
@@ -56,6 +73,24 @@ pub struct RouteRule {
     /// `0s` or absent: no timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Time limits on the rule's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<RuleTimeouts>,
+    /// The largest request body accepted, as a quantity (`10Mi`, `512Ki`, `1000000`); a larger
+    /// one is answered 413. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_size: Option<String>,
+}
+
+/// Time limits on a rule's requests, as durations (`10s`, `500ms`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleTimeouts {
+    /// The longest the client may pause while sending the request body; a request whose body
+    /// stalls longer is answered 408. Absent: the gateway's `--request-body-timeout`; `0s`:
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
 }
 
 /// Conditions a request must meet, all of them.
@@ -140,6 +175,22 @@ pub struct Backend {
     #[serde(default = "default_weight")]
     #[schemars(range(min = 0, max = 1_000_000))]
     pub weight: u32,
+    /// Speak TLS to this backend. The protocol inside follows the Service port's
+    /// `appProtocol`, as without TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS to a backend.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTls {
+    /// The name sent in SNI and checked against the backend's certificate.
+    pub server_name: String,
+    /// A Secret in the Route's namespace whose `ca.crt` (PEM) holds the CAs to trust instead of
+    /// the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
 }
 
 fn default_weight() -> u32 {

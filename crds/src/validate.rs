@@ -130,6 +130,55 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
                 "must be a duration such as 10s, 500ms or 1m30s",
             );
         }
+        if let Some(timeouts) = &rule.timeouts
+            && let Some(request_body) = &timeouts.request_body
+            && parse_timeout(request_body).is_err()
+        {
+            fail(
+                format!("{at}.timeouts.requestBody"),
+                "must be a duration such as 10s, 500ms or 1m30s",
+            );
+        }
+        if let Some(size) = &rule.max_request_body_size
+            && parse_size(size).is_err()
+        {
+            fail(
+                format!("{at}.maxRequestBodySize"),
+                "must be a size such as 1048576, 512Ki, 10Mi or 1Gi",
+            );
+        }
+        for (b, backend) in rule.backends.iter().enumerate() {
+            let Some(tls) = &backend.tls else { continue };
+            let at = format!("{at}.backends[{b}].tls");
+            if check_host(&tls.server_name).is_err() || tls.server_name.starts_with("*.") {
+                fail(format!("{at}.serverName"), "must be a lowercase DNS name");
+            }
+            if let Some(ca) = &tls.ca_secret_name
+                && check_subdomain(ca).is_err()
+            {
+                fail(format!("{at}.caSecretName"), "must be a Secret name");
+            }
+        }
+    }
+    for (i, tls) in spec.tls.iter().enumerate() {
+        let at = format!("spec.tls[{i}]");
+        if check_subdomain(&tls.secret_name).is_err() {
+            fail(
+                format!("{at}.secretName"),
+                "must be a Secret name (lowercase letters, digits, '-' and '.')",
+            );
+        }
+        if tls.hosts.is_empty() && spec.hosts.is_empty() {
+            fail(
+                format!("{at}.hosts"),
+                "is required when the Route has no hosts: a certificate is chosen by host name",
+            );
+        }
+        for (h, host) in tls.hosts.iter().enumerate() {
+            if let Err(reason) = check_host(host) {
+                fail(format!("{at}.hosts[{h}]"), reason);
+            }
+        }
     }
 
     if errors.is_empty() {
@@ -144,6 +193,37 @@ pub fn parse_timeout(text: &str) -> Result<Option<Duration>, humantime::Duration
     let duration = humantime::parse_duration(text)?;
     Ok((!duration.is_zero()).then_some(duration))
 }
+
+/// Parses a size: a number of bytes, or a Kubernetes quantity with a binary (`Ki`, `Mi`,
+/// `Gi`) or decimal (`k`, `M`, `G`) suffix.
+///
+/// ```
+/// assert_eq!(weir_crds::parse_size("10Mi"), Ok(10 << 20));
+/// assert_eq!(weir_crds::parse_size("1500"), Ok(1500));
+/// assert_eq!(weir_crds::parse_size("2k"), Ok(2000));
+/// assert!(weir_crds::parse_size("ten").is_err());
+/// ```
+pub fn parse_size(text: &str) -> Result<u64, InvalidSize> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &text[digits.len()..];
+    let number: u64 = digits.parse().map_err(|_| InvalidSize)?;
+    let factor: u64 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(InvalidSize),
+    };
+    number.checked_mul(factor).ok_or(InvalidSize)
+}
+
+/// A size that is not a number of bytes or a quantity Weir reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a size such as 1048576, 512Ki, 10Mi or 1Gi")]
+pub struct InvalidSize;
 
 fn check_host(host: &str) -> Result<(), &'static str> {
     let name = host.strip_prefix("*.").unwrap_or(host);
@@ -168,6 +248,14 @@ fn check_dns_label(label: &str) -> Result<(), ()> {
         && !label.starts_with('-')
         && !label.ends_with('-');
     if valid { Ok(()) } else { Err(()) }
+}
+
+/// A DNS subdomain name (RFC 1123), as Kubernetes object names are.
+fn check_subdomain(name: &str) -> Result<(), ()> {
+    if name.len() > 253 || name.split('.').any(|label| check_dns_label(label).is_err()) {
+        return Err(());
+    }
+    Ok(())
 }
 
 fn check_path(path: &str) -> Result<(), &'static str> {
@@ -214,8 +302,11 @@ mod tests {
                     port: IntOrString::Int(8080),
                 },
                 weight: 1,
+                tls: None,
             }],
             timeout: None,
+            timeouts: None,
+            max_request_body_size: None,
         }
     }
 
@@ -223,6 +314,7 @@ mod tests {
         RouteSpec {
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             rules,
+            tls: Vec::new(),
         }
     }
 
@@ -253,6 +345,36 @@ mod tests {
                 "spec.rules[0].matches[0].headers[0].name",
                 "spec.rules[0].backends[0].service.port",
                 "spec.rules[0].timeout",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_tls_limit_and_backend_tls_fields() {
+        let mut bad = rule("/");
+        bad.timeouts = Some(crate::route::RuleTimeouts {
+            request_body: Some("slowly".into()),
+        });
+        bad.max_request_body_size = Some("10 megabytes".into());
+        bad.backends[0].tls = Some(crate::route::BackendTls {
+            server_name: "Not A Name".into(),
+            ca_secret_name: None,
+        });
+        let mut route = spec(&[], vec![bad]);
+        route.tls.push(crate::route::RouteTls {
+            hosts: Vec::new(),
+            secret_name: "Shop_TLS".into(),
+        });
+        let errors = validate_route(&route).unwrap_err();
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.rules[0].timeouts.requestBody",
+                "spec.rules[0].maxRequestBodySize",
+                "spec.rules[0].backends[0].tls.serverName",
+                "spec.tls[0].secretName",
+                "spec.tls[0].hosts",
             ]
         );
     }

@@ -24,13 +24,17 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use weir_contract::Snapshot;
 
-use crate::table::{RoutingTable, TableCompiler};
+use crate::{
+    listener::tls::CertificateResolver,
+    table::{RoutingTable, TableCompiler},
+};
 
 /// How often state that no table holds any more is looked for, besides after each swap
 /// (a request that outlived its table may have kept some alive then).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-/// Compiles each snapshot the control plane publishes and makes it the live table.
+/// Compiles each snapshot the control plane publishes and makes it the live table, and its
+/// certificates the ones the TLS listener serves (when there is one).
 ///
 /// Requests in flight keep the table they started with; new requests see the new one.
 /// Returns when the control plane is gone.
@@ -38,6 +42,7 @@ pub async fn apply_snapshots(
     mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     table: Arc<ArcSwap<RoutingTable>>,
     compiler: TableCompiler,
+    certificates: Option<Arc<CertificateResolver>>,
 ) {
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
@@ -45,6 +50,9 @@ pub async fn apply_snapshots(
         if let Some(snapshot) = snapshot {
             let started = Instant::now();
             let reconcile = snapshot.reconcile_duration;
+            if let Some(certificates) = &certificates {
+                certificates.update(&snapshot);
+            }
             let compiled = compiler.compile(snapshot, Some(&table.load()));
             let (generation, routes) = (compiled.generation, compiled.route_count());
             let previous = table.swap(Arc::new(compiled));

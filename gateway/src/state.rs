@@ -48,15 +48,30 @@ impl<K: Hash + Eq + Clone, V> StateMap<K, V> {
         fits: impl FnOnce(&V) -> bool,
         make: impl FnOnce() -> V,
     ) -> Arc<V> {
+        let made: Result<_, std::convert::Infallible> =
+            self.try_get_or_insert_with(key, fits, || Ok(make()));
+        match made {
+            Ok(value) => value,
+        }
+    }
+
+    /// [`StateMap::get_or_insert_with`] for values whose making can fail; nothing is kept
+    /// when it does.
+    pub fn try_get_or_insert_with<E>(
+        &self,
+        key: &K,
+        fits: impl FnOnce(&V) -> bool,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
         let mut entries = self.lock();
         if let Some(live) = entries.get(key).and_then(Weak::upgrade)
             && fits(&live)
         {
-            return live;
+            return Ok(live);
         }
-        let value = Arc::new(make());
+        let value = Arc::new(make()?);
         entries.insert(key.clone(), Arc::downgrade(&value));
-        value
+        Ok(value)
     }
 
     /// Forgets every key whose value no table holds any more, and returns those keys.

@@ -4,8 +4,11 @@
 //! so they run concurrently. Each module specifies one area of behaviour.
 
 mod failures;
+mod hardening;
 mod lifecycle;
+mod protocols;
 mod quickstart;
 mod reload;
 mod routing;
+mod tls;
 mod weights;

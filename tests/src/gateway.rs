@@ -27,6 +27,8 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 pub struct Weir {
     process: Process,
     proxy: HttpClient,
+    /// The TLS listener, when started with `--listen-tls`.
+    tls: Option<SocketAddr>,
     admin: HttpClient,
     /// Every line it logged so far.
     logs: Arc<Mutex<Vec<String>>>,
@@ -36,10 +38,23 @@ impl Weir {
     /// Starts `weir --config <config>` and waits until `/readyz` answers 200, that is until
     /// the routing table built from the directory as it is now is live.
     pub async fn start(config: &ConfigDir) -> Self {
+        Self::start_with_args(config, &[]).await
+    }
+
+    /// [`Weir::start`] with more command-line arguments (`--listen-tls 127.0.0.1:0`,
+    /// `--header-timeout 1s`, …).
+    pub async fn start_with_args(config: &ConfigDir, args: &[&str]) -> Self {
+        Self::start_with_env(config, args, &[]).await
+    }
+
+    /// [`Weir::start_with_args`] with environment variables set (`RUST_LOG=debug`, …).
+    pub async fn start_with_env(config: &ConfigDir, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start_with(
             Command::new(binaries::weir())
                 .arg("--config")
-                .arg(config.path()),
+                .arg(config.path())
+                .args(args)
+                .envs(env.iter().copied()),
         )
         .await
     }
@@ -47,11 +62,21 @@ impl Weir {
     /// Starts `weir --kubeconfig <kubeconfig> --namespace <namespace>` and waits until it is
     /// ready, that is until its informers have synced and the first table is live.
     pub async fn start_in_cluster(kubeconfig: &Path, namespace: &str) -> Self {
+        Self::start_in_cluster_with_args(kubeconfig, namespace, &[]).await
+    }
+
+    /// [`Weir::start_in_cluster`] with more command-line arguments.
+    pub async fn start_in_cluster_with_args(
+        kubeconfig: &Path,
+        namespace: &str,
+        args: &[&str],
+    ) -> Self {
         Self::start_with(
             Command::new(binaries::weir())
                 .arg("--kubeconfig")
                 .arg(kubeconfig)
-                .args(["--namespace", namespace]),
+                .args(["--namespace", namespace])
+                .args(args),
         )
         .await
     }
@@ -95,7 +120,7 @@ impl Weir {
                 .push(line.to_owned());
             listening_addresses(line)
         });
-        let (proxy, admin) = match tokio::time::timeout(STARTUP_DEADLINE, listening).await {
+        let (proxy, tls, admin) = match tokio::time::timeout(STARTUP_DEADLINE, listening).await {
             Ok(Ok(addresses)) => addresses,
             Ok(Err(_)) => panic!(
                 "weir exited before listening: {:?}",
@@ -106,6 +131,7 @@ impl Weir {
         let weir = Self {
             process,
             proxy: HttpClient::new(proxy),
+            tls,
             admin: HttpClient::new(admin),
             logs,
         };
@@ -123,6 +149,25 @@ impl Weir {
     /// A client for the proxy listener.
     pub fn proxy(&self) -> &HttpClient {
         &self.proxy
+    }
+
+    /// The TLS listener's address; panics if Weir was started without `--listen-tls`.
+    pub fn tls_address(&self) -> SocketAddr {
+        self.tls.expect("weir was started with --listen-tls")
+    }
+
+    /// The process id, for `/proc` readings.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Every line logged so far that contains `text`.
+    pub fn log_lines_with(&self, text: &str) -> Vec<String> {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect()
     }
 
     /// A client for the admin listener.
@@ -162,13 +207,14 @@ impl Weir {
     }
 }
 
-/// The proxy and admin addresses of the `listening` log line, if `line` is it.
-fn listening_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+/// The proxy, TLS proxy (if any) and admin addresses of the `listening` log line, if `line`
+/// is it.
+fn listening_addresses(line: &str) -> Option<(SocketAddr, Option<SocketAddr>, SocketAddr)> {
     let log: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = log.get("fields")?;
     if fields.get("message")? != "listening" {
         return None;
     }
     let address = |field: &str| fields.get(field)?.as_str()?.parse().ok();
-    Some((address("proxy")?, address("admin")?))
+    Some((address("proxy")?, address("proxy_tls"), address("admin")?))
 }

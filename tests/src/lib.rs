@@ -11,6 +11,7 @@
 //! with a deadline and says what it last saw when the deadline passes.
 
 pub mod binaries;
+pub mod certs;
 mod client;
 pub mod cluster;
 mod config_dir;
@@ -19,7 +20,9 @@ mod gateway;
 pub mod held;
 pub mod manifests;
 mod process;
+pub mod python;
 pub mod test_host;
+pub mod tls_client;
 mod world;
 
 use std::time::Duration;

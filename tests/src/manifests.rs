@@ -1,4 +1,4 @@
-//! Builders for the manifests a test writes: Services, EndpointSlices and Routes.
+//! Builders for the manifests a test writes: Services, EndpointSlices, Secrets and Routes.
 //!
 //! Each builder makes the smallest object that says what the test needs, as a JSON value in
 //! exactly the shape a user would write in YAML; [`to_yaml`] renders them. Every Service has
@@ -29,6 +29,24 @@ pub fn service(name: &str) -> Value {
         "kind": "Service",
         "metadata": {"name": name},
         "spec": {"ports": [{"name": "http", "port": SERVICE_PORT}]},
+    })
+}
+
+/// A Service `name` whose port `http` declares `app_protocol` (`kubernetes.io/h2c`, `grpc`).
+pub fn service_with_app_protocol(name: &str, app_protocol: &str) -> Value {
+    let mut service = service(name);
+    service["spec"]["ports"][0]["appProtocol"] = app_protocol.into();
+    service
+}
+
+/// A `kubernetes.io/tls` Secret holding a certificate chain and its key, PEM, as `stringData`.
+pub fn tls_secret(name: &str, chain_pem: &str, key_pem: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": chain_pem, "tls.key": key_pem},
     })
 }
 
@@ -77,6 +95,7 @@ pub fn route(name: &str) -> Route {
         name: name.to_owned(),
         hosts: Vec::new(),
         rules: vec![empty_rule()],
+        tls: Vec::new(),
     }
 }
 
@@ -87,6 +106,7 @@ pub struct Route {
     name: String,
     hosts: Vec<String>,
     rules: Vec<Value>,
+    tls: Vec<Value>,
 }
 
 impl Route {
@@ -153,6 +173,28 @@ impl Route {
         self
     }
 
+    /// The longest pause the rule allows in a request body, e.g. `500ms`.
+    pub fn request_body_timeout(mut self, timeout: &str) -> Self {
+        self.last_rule()["timeouts"] = json!({"requestBody": timeout});
+        self
+    }
+
+    /// The largest request body the rule accepts, e.g. `1Ki`.
+    pub fn max_request_body_size(mut self, size: &str) -> Self {
+        self.last_rule()["maxRequestBodySize"] = size.into();
+        self
+    }
+
+    /// Serves the certificate of Secret `secret` for `hosts` (none: the Route's hosts).
+    pub fn tls(mut self, secret: &str, hosts: &[&str]) -> Self {
+        let mut entry = json!({"secretName": secret});
+        if !hosts.is_empty() {
+            entry["hosts"] = hosts.into();
+        }
+        self.tls.push(entry);
+        self
+    }
+
     fn path(mut self, kind: &str, value: &str) -> Self {
         self.first_match()["path"] = json!({"type": kind, "value": value});
         self
@@ -181,6 +223,9 @@ impl From<Route> for Value {
         let mut spec = json!({"rules": route.rules});
         if !route.hosts.is_empty() {
             spec["hosts"] = route.hosts.into();
+        }
+        if !route.tls.is_empty() {
+            spec["tls"] = route.tls.into();
         }
         json!({
             "apiVersion": "weir.dev/v1alpha1",

@@ -130,11 +130,12 @@ impl KindVisitor for Starter {
     fn visit<K: Watched>(&mut self) -> StopInformer {
         let watch_scope = WatchScope {
             namespace: self.scope.namespace.clone(),
+            // `--selector` narrows the objects Weir serves, not what they refer to.
             label_selector: match K::KIND {
                 Kind::Route => self.scope.route_selector.clone(),
-                Kind::Service | Kind::EndpointSlice => None,
+                Kind::Service | Kind::EndpointSlice | Kind::Secret => None,
             },
-            field_selector: None,
+            field_selector: K::KIND.info().field_selector.map(str::to_owned),
         };
         let informer = self.factory.namespaced::<K>(watch_scope);
         let mut informer_events = informer.subscribe();

@@ -4,12 +4,32 @@
 
 pub mod route;
 
-use weir_contract::AcceptedReason;
+use std::sync::Arc;
+
+use weir_contract::{AcceptedReason, ResolvedRefsReason, Route, TlsCertificate};
 
 /// Why an object's spec could not be translated, as its `Accepted` condition says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     pub reason: AcceptedReason,
     /// Names the field: `spec.rules[0].matches[0].path.value: …`.
+    pub message: String,
+}
+
+/// What translating an object gave: the route to serve, the certificates it brings to the
+/// TLS listener, and the references that did not resolve (the route is served regardless).
+#[derive(Debug)]
+pub struct Translated {
+    pub route: Route,
+    pub certificates: Vec<Arc<TlsCertificate>>,
+    /// In field order; the first gives the `ResolvedRefs` reason.
+    pub problems: Vec<RefProblem>,
+}
+
+/// A reference that did not resolve, and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefProblem {
+    pub reason: ResolvedRefsReason,
+    /// Names the field: `spec.rules[0].backends[1]: Service web/api not found`.
     pub message: String,
 }

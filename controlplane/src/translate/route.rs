@@ -2,31 +2,37 @@
 //!
 //! Validation is the CRD crate's ([`weir_crds::validate_route`]); this module adds what needs
 //! the control plane: compiling regular expressions, normalising prefixes and header names,
-//! and resolving each backend to its Service's ready endpoints.
+//! resolving each backend to its Service's protocol and ready endpoints, and each TLS entry
+//! to a checked certificate. A reference that does not resolve does not reject the Route; it
+//! is a [`RefProblem`] on its report.
+
+use std::sync::Arc;
 
 use http::{HeaderName, Method};
 use weir_contract::{
-    AcceptedReason, Backend, HeaderMatch, NamespacedName, PathMatch, Route, RouteId, RouteKind,
-    RouteMatch, Rule, RuleBackend, RulePolicy, ServiceBackend, Timeouts, ValueMatch,
+    AcceptedReason, Backend, BodyTimeout, HeaderMatch, NamespacedName, PathMatch,
+    ResolvedRefsReason, Route, RouteId, RouteKind, RouteMatch, Rule, RuleBackend, RulePolicy,
+    ServiceBackend, Timeouts, TlsCertificate, Unresolved, UpstreamTls, ValueMatch,
 };
-use weir_crds::{PathMatchType, RouteSpec, parse_timeout, validate_route};
+use weir_crds::{PathMatchType, RouteSpec, parse_size, parse_timeout, validate_route};
 
-use super::Rejected;
+use super::{RefProblem, Rejected, Translated};
 use crate::resolve::Lookup;
 
 /// Compiled regexes larger than this are refused rather than slowing every request.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Translates a Route's spec, with its backends resolved through `lookup`.
+/// Translates a Route's spec, with its references resolved through `lookup`.
 pub fn translate(
     id: &NamespacedName,
     spec: &RouteSpec,
     lookup: &mut Lookup<'_>,
-) -> Result<Route, Rejected> {
+) -> Result<Translated, Rejected> {
     validate_route(spec).map_err(|invalid| Rejected {
         reason: AcceptedReason::Invalid,
         message: invalid.to_string(),
     })?;
+    let mut problems = Vec::new();
     let mut rules = Vec::with_capacity(spec.rules.len());
     for (r, rule) in spec.rules.iter().enumerate() {
         let mut matches = Vec::with_capacity(rule.matches.len().max(1));
@@ -66,48 +72,154 @@ pub fn translate(
         if matches.is_empty() {
             matches.push(RouteMatch::any());
         }
-        let backends = rule
-            .backends
-            .iter()
-            .map(|backend| {
-                let service =
-                    NamespacedName::new(id.namespace.clone(), backend.service.name.clone());
-                let (protocol, endpoints, unresolved) =
-                    match lookup.service_port(&service, &backend.service.port) {
-                        Ok((protocol, endpoints)) => (protocol, endpoints, None),
-                        Err(unresolved) => (Default::default(), Vec::new(), Some(unresolved)),
-                    };
-                RuleBackend {
-                    weight: backend.weight,
-                    filters: Vec::new(),
-                    backend: Backend::Service(ServiceBackend {
-                        service,
-                        protocol,
-                        endpoints,
-                        unresolved,
-                    }),
-                }
-            })
-            .collect();
-        // Validation accepted the text, so it parses; `0s` means no timeout.
+        let mut backends = Vec::with_capacity(rule.backends.len());
+        for (b, backend) in rule.backends.iter().enumerate() {
+            let at = format!("spec.rules[{r}].backends[{b}]");
+            let (rule_backend, problem) = translate_backend(id, backend, &at, lookup);
+            problems.extend(problem);
+            backends.push(rule_backend);
+        }
+        // Validation accepted the texts, so they parse; `0s` means no timeout.
         let backend_request = rule
             .timeout
             .as_deref()
             .and_then(|text| parse_timeout(text).ok().flatten());
+        let request_body = match rule
+            .timeouts
+            .as_ref()
+            .and_then(|t| t.request_body.as_deref())
+        {
+            None => BodyTimeout::GatewayDefault,
+            Some(text) => match parse_timeout(text).ok().flatten() {
+                Some(limit) => BodyTimeout::After(limit),
+                None => BodyTimeout::Disabled,
+            },
+        };
         rules.push(Rule {
             matches,
             filters: Vec::new(),
             backends,
             policy: RulePolicy {
-                timeouts: Timeouts { backend_request },
+                timeouts: Timeouts {
+                    backend_request,
+                    request_body,
+                },
+                max_request_body_bytes: rule
+                    .max_request_body_size
+                    .as_deref()
+                    .and_then(|size| parse_size(size).ok()),
             },
         });
     }
-    Ok(Route {
-        id: RouteId::new(RouteKind::Route, id.clone()),
-        hosts: spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-        rules,
+
+    let hosts: Vec<String> = spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let mut certificates = Vec::with_capacity(spec.tls.len());
+    for (i, tls) in spec.tls.iter().enumerate() {
+        let secret = NamespacedName::new(id.namespace.clone(), tls.secret_name.clone());
+        let (served, problem) = lookup.tls_certificate(&secret);
+        if let Some(problem) = problem {
+            let kept = if served.is_some() {
+                " (still serving the last good certificate from it)"
+            } else {
+                ""
+            };
+            problems.push(RefProblem {
+                reason: ResolvedRefsReason::InvalidCertificateRef,
+                message: format!("spec.tls[{i}].secretName: Secret {secret} {problem}{kept}"),
+            });
+        }
+        if let Some(pair) = served {
+            let tls_hosts = if tls.hosts.is_empty() {
+                hosts.clone()
+            } else {
+                tls.hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+            };
+            certificates.push(Arc::new(TlsCertificate {
+                source: secret,
+                hosts: tls_hosts,
+                chain_pem: pair.chain_pem,
+                key_pem: pair.key_pem,
+            }));
+        }
+    }
+    Ok(Translated {
+        route: Route {
+            id: RouteId::new(RouteKind::Route, id.clone()),
+            hosts,
+            rules,
+        },
+        certificates,
+        problems,
     })
+}
+
+/// One backend of a rule: its Service port resolved, its TLS settings read; and the problem,
+/// if its reference does not resolve.
+fn translate_backend(
+    id: &NamespacedName,
+    backend: &weir_crds::Backend,
+    at: &str,
+    lookup: &mut Lookup<'_>,
+) -> (RuleBackend, Option<RefProblem>) {
+    let service = NamespacedName::new(id.namespace.clone(), backend.service.name.clone());
+    let (protocol, mut endpoints, mut unresolved) =
+        match lookup.service_port(&service, &backend.service.port) {
+            Ok((protocol, endpoints)) => (protocol, endpoints, None),
+            Err(unresolved) => (Default::default(), Vec::new(), Some(unresolved)),
+        };
+    let mut problem = match unresolved {
+        None if endpoints.is_empty() => Some((
+            ResolvedRefsReason::NoReadyEndpoints,
+            format!("Service {service} has no ready endpoints"),
+        )),
+        None | Some(Unresolved::InvalidCertificateRef) => None,
+        Some(Unresolved::BackendNotFound) => Some((
+            ResolvedRefsReason::BackendNotFound,
+            format!("Service {service} not found"),
+        )),
+        Some(Unresolved::PortNotFound) => Some((
+            ResolvedRefsReason::PortNotFound,
+            format!("Service {service} has no such port"),
+        )),
+    };
+    let tls = backend.tls.as_ref().map(|tls| {
+        let ca_pem = tls.ca_secret_name.as_ref().and_then(|name| {
+            let secret = NamespacedName::new(id.namespace.clone(), name.clone());
+            match lookup.ca_bundle(&secret) {
+                Ok(pem) => Some(pem),
+                Err(why) => {
+                    // A backend that cannot be verified gets no request.
+                    endpoints.clear();
+                    unresolved = Some(Unresolved::InvalidCertificateRef);
+                    problem = Some((
+                        ResolvedRefsReason::InvalidCertificateRef,
+                        format!("tls.caSecretName: Secret {secret} {why}"),
+                    ));
+                    None
+                }
+            }
+        });
+        Arc::new(UpstreamTls {
+            server_name: tls.server_name.clone(),
+            ca_pem,
+        })
+    });
+    let rule_backend = RuleBackend {
+        weight: backend.weight,
+        filters: Vec::new(),
+        backend: Backend::Service(ServiceBackend {
+            service,
+            protocol,
+            tls,
+            endpoints,
+            unresolved,
+        }),
+    };
+    let problem = problem.map(|(reason, message)| RefProblem {
+        reason,
+        message: format!("{at}: {message}"),
+    });
+    (rule_backend, problem)
 }
 
 /// Compiles a regex matched against a whole value; the error is one line.

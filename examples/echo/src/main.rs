@@ -5,8 +5,8 @@
 //! `listening on <addr>` as its only line on stdout, so whoever started it with
 //! `--listen 127.0.0.1:0` learns the port.
 //!
-//! Every answer is 200 with a JSON body naming the instance and echoing the method, path,
-//! query, headers and the number of body bytes received, unless the query asks otherwise:
+//! Every answer is 200 with a JSON body naming the instance and echoing the method, HTTP
+//! version, path, query, headers and the number of body bytes received, unless the query asks otherwise:
 //! `delay_ms=N` waits N milliseconds before answering, `status=N` answers with that status,
 //! and `size=N` answers N bytes of `x` (text/plain) instead of JSON, sliced from one static
 //! buffer so that a benchmark measures the gateway rather than this backend.
@@ -120,6 +120,13 @@ async fn answer(
             let description = serde_json::json!({
                 "instance": &*instance,
                 "method": parts.method.as_str(),
+                "version": format!("{:?}", parts.version),
+                // The host asked for: HTTP/2's :authority, else the Host header.
+                "authority": parts
+                    .uri
+                    .authority()
+                    .map(|a| a.as_str())
+                    .or_else(|| parts.headers.get("host").and_then(|h| h.to_str().ok())),
                 "path": parts.uri.path(),
                 "query": parts.uri.query(),
                 "headers": headers_by_name(&parts.headers),

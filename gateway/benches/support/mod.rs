@@ -31,6 +31,7 @@ pub fn route(index: usize) -> Arc<Route> {
                 backend: Backend::Service(ServiceBackend {
                     service: NamespacedName::new("default", "echo"),
                     protocol: Protocol::Http1,
+                    tls: None,
                     endpoints: vec![
                         Endpoint {
                             address: ([127, 0, 0, 1], 8080).into(),

@@ -26,7 +26,10 @@ pub enum Backend {
 #[derive(Debug)]
 pub struct ServiceBackend {
     pub service: NamespacedName,
+    /// The HTTP version spoken to the endpoints, from the Service port's `appProtocol`.
     pub protocol: Protocol,
+    /// TLS to the endpoints, when the backend asks for it.
+    pub tls: Option<std::sync::Arc<UpstreamTls>>,
     /// Ready endpoints, sorted; empty when the Service is unknown or has none ready.
     pub endpoints: Vec<Endpoint>,
     /// Why the reference did not resolve, if it did not.
@@ -39,12 +42,14 @@ pub struct Endpoint {
     pub address: SocketAddr,
 }
 
-/// The protocol an upstream speaks.
+/// The HTTP version an upstream speaks (over TCP, or inside TLS when the backend has TLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
-    /// HTTP/1.1 over TCP.
+    /// HTTP/1.1, pooled keep-alive connections.
     #[default]
     Http1,
+    /// HTTP/2, multiplexed (h2c in the clear, h2 by ALPN inside TLS). gRPC backends speak it.
+    Http2,
 }
 
 impl Protocol {
@@ -52,8 +57,18 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http1 => "http/1.1",
+            Protocol::Http2 => "h2",
         }
     }
+}
+
+/// How to speak TLS to an upstream: the name to present and check, and whom to trust.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// Sent in SNI; the upstream's certificate must be valid for it.
+    pub server_name: String,
+    /// CA certificates (PEM) to trust instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Why a backend reference did not resolve to a Service port.
@@ -63,4 +78,6 @@ pub enum Unresolved {
     BackendNotFound,
     /// The Service has no port of that number or name.
     PortNotFound,
+    /// The CA certificates to verify the backend with could not be read.
+    InvalidCertificateRef,
 }

@@ -23,10 +23,12 @@ mod route;
 mod secret;
 mod snapshot;
 
-pub use backend::{Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved};
+pub use backend::{
+    Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved, UpstreamTls,
+};
 pub use ids::{NamespacedName, RouteId, RouteKind};
 pub use listener::{Listener, ListenerProtocol};
-pub use policy::{Filter, HeaderModifier, RulePolicy, Timeouts};
+pub use policy::{BodyTimeout, Filter, HeaderModifier, RulePolicy, Timeouts};
 pub use report::{AcceptedReason, Origin, ResolvedRefsReason, RouteReport, SourceProblem};
 pub use route::{HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, Rule, ValueMatch};
 pub use secret::{Credential, SecretBytes, TlsCertificate};

@@ -32,11 +32,26 @@ pub struct HeaderModifier {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RulePolicy {
     pub timeouts: Timeouts,
+    /// The largest request body accepted; a larger one is answered 413. `None`: no limit.
+    pub max_request_body_bytes: Option<u64>,
 }
 
-/// Time limits on a rule's requests. `None`: no limit.
+/// Time limits on a rule's requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timeouts {
-    /// One upstream try, until its response headers arrive.
+    /// One upstream try, until its response headers arrive. `None`: no limit.
     pub backend_request: Option<Duration>,
+    /// The longest pause while the client sends the request body.
+    pub request_body: BodyTimeout,
+}
+
+/// How long a client may pause while sending a request body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyTimeout {
+    /// The gateway's own default (its command line).
+    #[default]
+    GatewayDefault,
+    /// No limit.
+    Disabled,
+    After(Duration),
 }

@@ -56,6 +56,8 @@ pub enum ResolvedRefsReason {
     BackendNotFound,
     PortNotFound,
     NoReadyEndpoints,
+    /// A certificate or CA Secret is missing or unusable; the message says which and why.
+    InvalidCertificateRef,
 }
 
 impl ResolvedRefsReason {
@@ -66,6 +68,7 @@ impl ResolvedRefsReason {
             Self::BackendNotFound => "BackendNotFound",
             Self::PortNotFound => "PortNotFound",
             Self::NoReadyEndpoints => "NoReadyEndpoints",
+            Self::InvalidCertificateRef => "InvalidCertificateRef",
         }
     }
 }

@@ -21,8 +21,11 @@ pub struct Snapshot {
     pub routes: Vec<Arc<Route>>,
     /// Listeners defined by configuration (the command line's are the data plane's own).
     pub listeners: Vec<Listener>,
-    /// Certificates for the command line's TLS listener, chosen by SNI.
+    /// Certificates for the command line's TLS listener, chosen by SNI. When two claim the
+    /// same host, the earlier wins (routes are in `namespace/name` order).
     pub certificates: Vec<Arc<TlsCertificate>>,
+    /// Served to a client that names no host, or one no certificate is for.
+    pub default_certificate: Option<Arc<TlsCertificate>>,
     /// One report per Route the sources hold, accepted or not.
     pub reports: Vec<Arc<RouteReport>>,
     /// Problems the sources found outside any Route (unparseable files, unknown kinds).

@@ -8,8 +8,8 @@
 
 use serde::Serialize;
 use weir_contract::{
-    Backend, Filter, HeaderModifier, NamespacedName, PathMatch, Route, RouteMatch, RouteReport,
-    Rule, Snapshot, SourceProblem, TlsCertificate, Unresolved, ValueMatch,
+    Backend, BodyTimeout, Filter, HeaderModifier, NamespacedName, PathMatch, Route, RouteMatch,
+    RouteReport, Rule, Snapshot, SourceProblem, TlsCertificate, Unresolved, ValueMatch,
 };
 
 /// The whole view.
@@ -18,6 +18,8 @@ pub struct SnapshotView {
     pub generation: u64,
     pub routes: Vec<RouteView>,
     pub certificates: Vec<CertificateView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_certificate: Option<CertificateView>,
     pub reports: Vec<ReportView>,
     pub source_problems: Vec<ProblemView>,
 }
@@ -43,6 +45,10 @@ pub struct RuleView {
     pub backends: Vec<BackendView>,
     /// The backend request timeout, e.g. `10s`.
     pub timeout: Option<String>,
+    /// The longest pause in a request body: a duration, `gateway default` or `none`.
+    pub request_body_timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +80,14 @@ pub struct BackendView {
     pub endpoints: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unresolved: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTlsView>,
+}
+
+#[derive(Serialize)]
+pub struct BackendTlsView {
+    pub server_name: String,
+    pub trust: &'static str,
 }
 
 #[derive(Serialize)]
@@ -111,6 +125,7 @@ pub fn snapshot(snapshot: &Snapshot) -> SnapshotView {
             .iter()
             .map(|c| certificate(c))
             .collect(),
+        default_certificate: snapshot.default_certificate.as_deref().map(certificate),
         reports: snapshot.reports.iter().map(|r| report(r)).collect(),
         source_problems: snapshot.source_problems.iter().map(problem).collect(),
     }
@@ -152,6 +167,15 @@ fn rule(rule: &Rule) -> RuleView {
                     unresolved: service.unresolved.map(|u| match u {
                         Unresolved::BackendNotFound => "BackendNotFound",
                         Unresolved::PortNotFound => "PortNotFound",
+                        Unresolved::InvalidCertificateRef => "InvalidCertificateRef",
+                    }),
+                    tls: service.tls.as_ref().map(|tls| BackendTlsView {
+                        server_name: tls.server_name.clone(),
+                        trust: if tls.ca_pem.is_some() {
+                            "CA certificates from a Secret"
+                        } else {
+                            "system roots"
+                        },
                     }),
                 }
             })
@@ -161,6 +185,12 @@ fn rule(rule: &Rule) -> RuleView {
             .timeouts
             .backend_request
             .map(|t| humantime::format_duration(t).to_string()),
+        request_body_timeout: match rule.policy.timeouts.request_body {
+            BodyTimeout::GatewayDefault => "gateway default".into(),
+            BodyTimeout::Disabled => "none".into(),
+            BodyTimeout::After(limit) => humantime::format_duration(limit).to_string(),
+        },
+        max_request_body_bytes: rule.policy.max_request_body_bytes,
     }
 }
 
@@ -280,6 +310,7 @@ mod tests {
         let snapshot = Snapshot {
             generation: 3,
             certificates: vec![Arc::new(certificate_with_marker())],
+            default_certificate: Some(Arc::new(certificate_with_marker())),
             ..Snapshot::default()
         };
         let debug = format!(

@@ -1,12 +1,18 @@
 //! Telling a connection's protocol from its first read, and handing those bytes on.
 //!
 //! The first read is a whole buffer, usually the whole first request: [`sniff`] looks for the
-//! HTTP/2 preface in it, and [`Prefixed`] gives the bytes back to whichever server takes the
-//! connection, so telling costs no extra system call.
+//! HTTP/2 preface in it, and [`ClientStream`] gives the bytes back to whichever server takes
+//! the connection, so telling costs no extra system call. The stream also counts the bytes it
+//! reads, which is how a connection's watchdog tells a client sending a request slowly from
+//! an idle one.
 
 use std::{
     io,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -39,13 +45,15 @@ pub async fn sniff(stream: &mut TcpStream, first: &mut BytesMut) -> io::Result<O
     }
 }
 
-/// A stream whose first bytes were already read: reads give those back first.
-pub struct Prefixed {
+/// A client connection: its first bytes, already read, come back first; every byte read is
+/// counted in `bytes_read`.
+pub struct ClientStream {
     pub prefix: Bytes,
     pub stream: TcpStream,
+    pub bytes_read: Arc<AtomicU64>,
 }
 
-impl AsyncRead for Prefixed {
+impl AsyncRead for ClientStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -57,11 +65,17 @@ impl AsyncRead for Prefixed {
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.bytes_read.fetch_add(read as u64, Ordering::Relaxed);
+        }
+        polled
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl AsyncWrite for ClientStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

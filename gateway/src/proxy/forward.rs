@@ -2,19 +2,30 @@
 //!
 //! Two steps, in two phases: [`prepare`] (before the rule's filters, so a filter can change
 //! what Weir sets) drops hop-by-hop headers and adds the forwarding headers; [`send`] (once an
-//! upstream is chosen) points the request at it and forwards it within the rule's timeout.
+//! upstream is chosen) points the request at it, in the upstream's protocol, and forwards it
+//! within the rule's timeout.
+//!
+//! An HTTP/1.1 `Upgrade` (WebSocket) is hop-by-hop too, but not dropped: the upstream is asked
+//! for the same upgrade ([`ask_upgrade`]), and when it answers `101` the two connections are
+//! joined into a tunnel ([`tunnel`]) that lives on after the request, outside any routing
+//! table, until either side closes or Weir has drained at shutdown. `te: trailers` is the one
+//! `TE` value forwarded: gRPC needs it end to end.
 //!
 //! This is the hot path, and it is kept lean: nothing is formatted or allocated per request
 //! that can be done once per connection ([`Peer`]) or once per table, and headers are only
 //! removed when present.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version,
     header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
     request::Parts,
+    uri::{Authority, Scheme},
 };
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use weir_contract::Protocol;
 
 use super::{Peer, RequestHost, failure::Failure};
 use crate::upstream::{RequestBody, Target, UpstreamBody, Upstreams};
@@ -38,8 +49,14 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
 
 /// Fixes the request's headers for the next hop: hop-by-hop headers out, `X-Forwarded-For`,
 /// `-Proto` and `-Host` in, and the client's Host kept (or set from the authority it used).
-pub fn prepare(parts: &mut Parts, host: Option<RequestHost>, peer: &Peer) {
+/// Returns the protocol an HTTP/1.1 client asked to upgrade to, if it asked.
+pub fn prepare(parts: &mut Parts, host: Option<RequestHost>, peer: &Peer) -> Option<HeaderValue> {
     let headers = &mut parts.headers;
+    let upgrade = if parts.version == Version::HTTP_11 {
+        upgrade_asked(headers)
+    } else {
+        None
+    };
     remove_hop_by_hop(headers);
     let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
         None => peer.forwarded_for.clone(),
@@ -52,19 +69,69 @@ pub fn prepare(parts: &mut Parts, host: Option<RequestHost>, peer: &Peer) {
         }
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if peer.secure { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host.value().clone());
         if let RequestHost::Authority(authority) = host {
             headers.insert(HOST, authority);
         }
     }
+    upgrade
+}
+
+/// The `Upgrade` value of a request whose `Connection` names `upgrade`.
+fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(UPGRADE)?;
+    let asked = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asked.then(|| upgrade.clone())
+}
+
+/// Whether an upgrade can be asked of `target`: HTTP/1.1 only.
+pub fn can_upgrade(target: &Target) -> bool {
+    target.protocol() == Protocol::Http1
+}
+
+/// Asks the upstream for the upgrade the client asked for, and takes the client's side of it.
+pub fn ask_upgrade(parts: &mut Parts, protocol: HeaderValue) -> Option<OnUpgrade> {
+    parts
+        .headers
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    parts.headers.insert(UPGRADE, protocol);
+    parts.extensions.remove::<OnUpgrade>()
+}
+
+/// Joins the client's and the upstream's upgraded connections once both are handed over.
+pub fn tunnel(client: OnUpgrade, response: &mut Response<UpstreamBody>, route: Arc<str>) {
+    let upstream = hyper::upgrade::on(response);
+    crate::listener::spawn_tunnel(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(error) => {
+                tracing::warn!(%route, %error, "upgrade not completed");
+                return;
+            }
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok((sent, received)) => {
+                tracing::debug!(%route, sent, received, "tunnel closed")
+            }
+            Err(error) => tracing::debug!(%route, %error, "tunnel ended with an error"),
+        }
+    });
 }
 
 /// Points the request at `target` and sends it, within `timeout` until the response headers.
 ///
-/// The URI goes out in origin form (`/path?query`), in the target's protocol; a request
-/// without a Host (HTTP/1.0) names the target, as the next hop expects one.
+/// HTTP/1.1 gets the URI in origin form (`/path?query`) and a Host; a request without one
+/// (HTTP/1.0) names the target, as the next hop expects one. HTTP/2 gets the host as the
+/// `:authority` of an absolute URI instead. The client's own HTTP version does not matter.
 pub async fn send(
     upstreams: &Upstreams,
     target: &Target,
@@ -72,18 +139,40 @@ pub async fn send(
     body: impl Into<RequestBody>,
     timeout: Option<Duration>,
 ) -> Result<Response<UpstreamBody>, Failure> {
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        parts.uri = match parts.uri.path_and_query() {
-            Some(path_and_query) => Uri::from(path_and_query.clone()),
-            None => Uri::from_static("/"),
-        };
-    }
-    // HTTP/1.1 to the upstream, whatever the client spoke.
-    parts.version = Version::HTTP_11;
-    if !parts.headers.contains_key(HOST)
-        && let Ok(authority) = HeaderValue::from_str(target.authority().as_str())
-    {
-        parts.headers.insert(HOST, authority);
+    match target.protocol() {
+        Protocol::Http1 => {
+            if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                parts.uri = match parts.uri.path_and_query() {
+                    Some(path_and_query) => Uri::from(path_and_query.clone()),
+                    None => Uri::from_static("/"),
+                };
+            }
+            parts.version = Version::HTTP_11;
+            if !parts.headers.contains_key(HOST)
+                && let Ok(authority) = HeaderValue::from_str(target.authority().as_str())
+            {
+                parts.headers.insert(HOST, authority);
+            }
+        }
+        Protocol::Http2 => {
+            let authority = parts
+                .headers
+                .remove(HOST)
+                .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+                .unwrap_or_else(|| target.authority().clone());
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.scheme = Some(if target.is_tls() {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            });
+            uri.authority = Some(authority);
+            if uri.path_and_query.is_none() {
+                uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            }
+            parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+            parts.version = Version::HTTP_2;
+        }
     }
     let forwarded = upstreams.send(target, Request::from_parts(parts, body.into()));
     let result = match timeout {
@@ -103,6 +192,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
         return;
     }
+    let te_trailers = headers
+        .get(TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if let Some(connection) = headers.get(CONNECTION).and_then(|v| v.to_str().ok()) {
         let named: Vec<HeaderName> = connection
             .split(',')
@@ -114,6 +206,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -152,7 +247,7 @@ mod tests {
         prepare(
             &mut request,
             host,
-            &Peer::new(([192, 0, 2, 7], 4000).into()),
+            &Peer::new(([192, 0, 2, 7], 4000).into(), false),
         );
         assert_eq!(request.headers["x-forwarded-for"], "203.0.113.1, 192.0.2.7");
         assert_eq!(request.headers["x-forwarded-proto"], "http");
@@ -169,9 +264,35 @@ mod tests {
         prepare(
             &mut request,
             host,
-            &Peer::new(([192, 0, 2, 7], 4000).into()),
+            &Peer::new(([192, 0, 2, 7], 4000).into(), true),
         );
         assert_eq!(request.headers[HOST], "echo.local");
+        assert_eq!(request.headers["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn te_trailers_is_the_one_te_forwarded_and_an_upgrade_is_remembered() {
+        let mut request = parts(
+            Request::get("/")
+                .header(HOST, "a")
+                .header(TE, "trailers")
+                .header(CONNECTION, "keep-alive, Upgrade")
+                .header(UPGRADE, "websocket")
+                .body(())
+                .unwrap(),
+        );
+        let peer = Peer::new(([192, 0, 2, 7], 1).into(), false);
+        let upgrade = prepare(&mut request, None, &peer);
+        assert_eq!(upgrade.unwrap(), "websocket");
+        assert_eq!(request.headers[TE], "trailers");
+        assert!(
+            !request.headers.contains_key(UPGRADE),
+            "re-added only if the upstream can upgrade"
+        );
+        let mut gzip = HeaderMap::new();
+        gzip.insert(TE, HeaderValue::from_static("gzip"));
+        remove_hop_by_hop(&mut gzip);
+        assert!(gzip.is_empty());
     }
 
     /// A closed port: `send` fails after pointing the request at it, before any byte is sent.

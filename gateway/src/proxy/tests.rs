@@ -27,6 +27,7 @@ fn table(filters: Vec<Filter>, endpoints: &[u16]) -> RoutingTable {
             backend: Backend::Service(ServiceBackend {
                 service: NamespacedName::new("default", "echo"),
                 protocol: Protocol::Http1,
+                tls: None,
                 endpoints: endpoints
                     .iter()
                     .map(|port| Endpoint {
@@ -55,18 +56,19 @@ fn request(host: &str, path: &str) -> Request<()> {
 }
 
 fn peer() -> Peer {
-    Peer::new(([192, 0, 2, 7], 4000).into())
+    Peer::new(([192, 0, 2, 7], 4000).into(), false)
 }
 
 /// The context of a request for host `h` after the route phase, on `table`.
 fn routed<'r>(table: &'r RoutingTable, peer: &'r Peer) -> (RequestCtx<'r>, Option<RequestHost>) {
-    let (target, host) = route(table, &request("h", "/")).unwrap();
+    let routed = route(table, &request("h", "/")).unwrap();
     let ctx = RequestCtx {
         started: Instant::now(),
         peer,
-        target,
+        target: routed.target,
+        grpc: false,
     };
-    (ctx, host)
+    (ctx, routed.host)
 }
 
 fn set(name: &'static str, value: &'static str) -> HeaderModifier {
@@ -82,11 +84,45 @@ fn set(name: &'static str, value: &'static str) -> HeaderModifier {
 #[test]
 fn route_finds_the_rule_and_the_host_or_fails_with_no_route() {
     let table = table(Vec::new(), &[1]);
-    let (target, host) = route(&table, &request("h", "/x")).unwrap();
-    assert_eq!(&*target.route, "default/r");
-    assert_eq!(host.unwrap().value(), "h");
+    let routed = route(&table, &request("h", "/x")).unwrap();
+    assert_eq!(&*routed.target.route, "default/r");
+    assert_eq!(routed.host.unwrap().value(), "h");
     let unrouted = route(&table, &request("other", "/x")).err().unwrap();
     assert_eq!(unrouted.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn route_refuses_two_host_headers_and_prefers_an_absolute_targets_authority() {
+    let table = table(Vec::new(), &[1]);
+    let twice = Request::get("/")
+        .header(HOST, "h")
+        .header(HOST, "other")
+        .body(())
+        .unwrap();
+    assert_eq!(
+        route(&table, &twice).err().unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let absolute = Request::get("http://h/x")
+        .header(HOST, "other")
+        .body(())
+        .unwrap();
+    assert_eq!(route(&table, &absolute).unwrap().host.unwrap().value(), "h");
+}
+
+#[test]
+fn route_matches_the_normalized_path_and_refuses_one_above_the_root() {
+    let table = table(Vec::new(), &[1]);
+    let routed = route(&table, &request("h", "/a/%2e%2e/b")).unwrap();
+    assert_eq!(routed.normalized_path.as_deref(), Some("/b"));
+    assert!(
+        route(&table, &request("h", "/x"))
+            .unwrap()
+            .normalized_path
+            .is_none()
+    );
+    let above = route(&table, &request("h", "/..")).err().unwrap();
+    assert_eq!(above.status(), StatusCode::BAD_REQUEST);
 }
 
 #[test]
@@ -162,17 +198,17 @@ async fn handle_runs_the_phases_end_to_end_against_a_real_backend() {
             .serve_connection(TokioIo::new(stream), service)
             .await;
     });
-    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table(
-        Vec::new(),
-        &[port],
-    )))));
+    let proxy = Arc::new(Proxy::new(
+        Arc::new(ArcSwap::from_pointee(table(Vec::new(), &[port]))),
+        ProxySettings::default(),
+    ));
 
     // The proxy behind a loopback server, so that requests arrive with `Incoming` bodies.
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let front_address = front.local_addr().unwrap();
     tokio::spawn(async move {
         let (stream, client) = front.accept().await.unwrap();
-        let peer = Peer::new(client);
+        let peer = Peer::new(client, false);
         let service = service_fn(move |request| {
             let (proxy, peer) = (proxy.clone(), peer.clone());
             async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &peer).await) }

@@ -18,12 +18,13 @@ mod target;
 use std::{collections::HashMap, sync::Arc};
 
 use http::{HeaderMap, Method};
-use weir_contract::{Route, RouteId, Snapshot};
+use weir_contract::{Protocol, Route, RouteId, Snapshot, UpstreamTls};
 
 use crate::{
     balance::BalancerCursor,
     metrics::{Metrics, RouteMetrics},
     state::StateMap,
+    upstream::tls::{TlsConnectorConfig, UpstreamTlsError},
 };
 use paths::HostRoutes;
 pub use paths::covers;
@@ -47,6 +48,9 @@ pub struct TableCompiler {
     metrics: Metrics,
     routes: StateMap<RouteId, RouteState>,
     cursors: StateMap<(RouteId, usize), BalancerCursor>,
+    /// TLS connectors by what they are made of, so equal backends share one (and its
+    /// sessions) across tables.
+    tls_connectors: StateMap<(UpstreamTls, Protocol), TlsConnectorConfig>,
     unmatched: Arc<RouteState>,
 }
 
@@ -59,6 +63,7 @@ impl TableCompiler {
             metrics,
             routes: StateMap::default(),
             cursors: StateMap::default(),
+            tls_connectors: StateMap::default(),
         }
     }
 
@@ -133,6 +138,7 @@ impl TableCompiler {
     /// Returns how many routes were forgotten.
     pub fn sweep(&self) -> usize {
         self.cursors.sweep();
+        self.tls_connectors.sweep();
         let gone = self.routes.sweep();
         for route in &gone {
             self.metrics.forget_route(route.display());
@@ -148,6 +154,19 @@ impl TableCompiler {
             || RouteState {
                 metrics: self.metrics.route_metrics(route.display()),
             },
+        )
+    }
+
+    /// The TLS connector for backends with `tls` speaking `protocol`.
+    fn tls_connector(
+        &self,
+        tls: &UpstreamTls,
+        protocol: Protocol,
+    ) -> Result<Arc<TlsConnectorConfig>, UpstreamTlsError> {
+        self.tls_connectors.try_get_or_insert_with(
+            &(tls.clone(), protocol),
+            |_| true,
+            || TlsConnectorConfig::new(tls, protocol),
         )
     }
 
@@ -296,6 +315,7 @@ mod tests {
                 backend: Backend::Service(ServiceBackend {
                     service: NamespacedName::new("default", "svc"),
                     protocol: Protocol::Http1,
+                    tls: None,
                     endpoints: vec![Endpoint {
                         address: ([127, 0, 0, 1], tag).into(),
                     }],

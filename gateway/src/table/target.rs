@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use weir_contract::{Backend, Route, Rule, Timeouts};
+use weir_contract::{Backend, Route, Rule, RulePolicy};
 
 use super::TableCompiler;
 use crate::{
     balance::{BackendEndpoints, Balancer},
     filters::RuleFilters,
     metrics::RouteMetrics,
-    upstream::Target,
+    upstream::{Target, TargetAddress},
 };
 
 /// A route's state that outlives tables.
@@ -29,7 +29,7 @@ pub struct RuleTarget {
     pub route: Arc<str>,
     pub rule_index: usize,
     pub filters: RuleFilters,
-    pub timeouts: Timeouts,
+    pub policy: RulePolicy,
     pub balancer: Balancer,
     pub state: Arc<RouteState>,
 }
@@ -46,11 +46,29 @@ impl RuleTarget {
             .iter()
             .map(|rule_backend| {
                 let Backend::Service(service) = &rule_backend.backend;
-                let targets = service
-                    .endpoints
-                    .iter()
-                    .map(|endpoint| Target::socket(endpoint.address, service.protocol))
-                    .collect();
+                let tls = match &service.tls {
+                    None => Ok(None),
+                    Some(tls) => compiler.tls_connector(tls, service.protocol).map(Some),
+                };
+                let targets = match tls {
+                    Ok(tls) => service
+                        .endpoints
+                        .iter()
+                        .map(|endpoint| {
+                            Target::new(
+                                TargetAddress::Socket(endpoint.address),
+                                service.protocol,
+                                tls.clone(),
+                            )
+                        })
+                        .collect(),
+                    Err(error) => {
+                        // The control plane checked what it could; a backend TLS cannot be
+                        // set up for gets no traffic rather than unverified traffic.
+                        tracing::error!(route = %route.id, service = %service.service, %error, "backend TLS unusable; its endpoints get no traffic");
+                        Vec::new()
+                    }
+                };
                 let mut backend =
                     BackendEndpoints::new(service.service.to_string().into(), targets);
                 backend.filters = rule_backend.filters.clone().into();
@@ -62,7 +80,7 @@ impl RuleTarget {
             route: route.id.display().clone(),
             rule_index,
             filters: RuleFilters::new(&rule.filters),
-            timeouts: rule.policy.timeouts,
+            policy: rule.policy.clone(),
             balancer: Balancer::new(backends, cursor),
             state: compiler.route_state(&route.id),
         }

@@ -3,13 +3,16 @@
 //! ([`UpstreamBody`], which gives its connection back to the pool at its end).
 
 use std::{
+    future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use super::{h1::Returnable, replay::ReplayBody};
 
@@ -24,6 +27,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum RequestBody {
     /// The client's own body, streamed through.
     Incoming(Incoming),
+    /// The client's body, within a size limit and a limit on pauses.
+    Guarded(GuardedBody),
     /// A body that can be sent again (retries).
     Replay(ReplayBody<Incoming>),
     /// A body Weir holds whole.
@@ -50,6 +55,12 @@ impl RequestBody {
 impl From<Incoming> for RequestBody {
     fn from(body: Incoming) -> Self {
         RequestBody::Incoming(body)
+    }
+}
+
+impl From<GuardedBody> for RequestBody {
+    fn from(body: GuardedBody) -> Self {
+        RequestBody::Guarded(body)
     }
 }
 
@@ -86,6 +97,7 @@ impl Body for RequestBody {
         }
         match self.get_mut() {
             RequestBody::Incoming(body) => boxed(Pin::new(body).poll_frame(cx)),
+            RequestBody::Guarded(body) => boxed(Pin::new(body).poll_frame(cx)),
             RequestBody::Replay(body) => boxed(Pin::new(body).poll_frame(cx)),
             RequestBody::Full(body) => boxed(Pin::new(body).poll_frame(cx)),
             RequestBody::Boxed(body) => Pin::new(body).poll_frame(cx),
@@ -95,6 +107,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Incoming(body) => body.is_end_stream(),
+            RequestBody::Guarded(body) => body.is_end_stream(),
             RequestBody::Replay(body) => body.is_end_stream(),
             RequestBody::Full(body) => body.is_end_stream(),
             RequestBody::Boxed(body) => body.is_end_stream(),
@@ -104,10 +117,94 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Incoming(body) => body.size_hint(),
+            RequestBody::Guarded(body) => body.size_hint(),
             RequestBody::Replay(body) => body.size_hint(),
             RequestBody::Full(body) => body.size_hint(),
             RequestBody::Boxed(body) => body.size_hint(),
         }
+    }
+}
+
+/// Why a request body was cut off by Weir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyLimitError {
+    #[error("request body larger than the rule's limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("request body stalled for longer than {0:?}")]
+    Stalled(Duration),
+}
+
+/// The client's request body, held to a size limit and a limit on how long it may pause.
+///
+/// Each frame is counted against `max_bytes`; a pause between frames longer than `max_pause`
+/// ends the body with [`BodyLimitError::Stalled`]. The timer exists only while the body is
+/// waiting, so a body that arrives whole costs no timer.
+#[derive(Debug)]
+pub struct GuardedBody {
+    inner: Incoming,
+    max_bytes: Option<u64>,
+    seen: u64,
+    max_pause: Option<Duration>,
+    pause: Option<Pin<Box<Sleep>>>,
+}
+
+impl GuardedBody {
+    pub fn new(inner: Incoming, max_bytes: Option<u64>, max_pause: Option<Duration>) -> Self {
+        Self {
+            inner,
+            max_bytes,
+            seen: 0,
+            max_pause,
+            pause: None,
+        }
+    }
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.pause = None;
+                if let Some(Ok(frame)) = &frame
+                    && let (Some(data), Some(limit)) = (frame.data_ref(), this.max_bytes)
+                {
+                    this.seen += data.remaining() as u64;
+                    if this.seen > limit {
+                        return Poll::Ready(Some(Err(BodyLimitError::TooLarge { limit }.into())));
+                    }
+                }
+                Poll::Ready(frame.map(|result| result.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let Some(max_pause) = this.max_pause else {
+                    return Poll::Pending;
+                };
+                let pause = this.pause.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(Instant::now() + max_pause))
+                });
+                match pause.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(BodyLimitError::Stalled(max_pause).into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

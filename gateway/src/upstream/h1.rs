@@ -24,9 +24,7 @@ use http::{Request, Response};
 use hyper::{body::Incoming, client::conn::http1};
 use hyper_util::rt::TokioIo;
 
-use super::{
-    PoolSettings, RequestBody, Target, TargetKey, UpstreamBody, UpstreamError, connect_tcp,
-};
+use super::{PoolSettings, RequestBody, Target, TargetKey, UpstreamBody, UpstreamError, connect};
 
 /// How many returns a thread's pool takes between sweeps for expired connections.
 pub const SWEEP_EVERY: u32 = 1024;
@@ -53,17 +51,18 @@ pub(super) async fn send(
             },
         }
     }
-    let mut sender = connect(target, settings).await?;
+    let mut sender = open(target, settings).await?;
     let response = sender.send_request(request).await?;
     Ok(pooled(response, sender, target, *settings))
 }
 
-async fn connect(target: &Target, settings: &PoolSettings) -> Result<Sender, UpstreamError> {
-    let stream = connect_tcp(target.address(), settings).await?;
+async fn open(target: &Target, settings: &PoolSettings) -> Result<Sender, UpstreamError> {
+    let stream = connect(target, settings).await?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     let address = target.address().clone();
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
+        // With upgrades, a 101 hands the connection over to the tunnel instead of closing it.
+        if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(upstream = %address, %error, "upstream connection ended with an error");
         }
     });
@@ -76,6 +75,10 @@ fn pooled(
     target: &Target,
     settings: PoolSettings,
 ) -> Response<UpstreamBody> {
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        // The connection now belongs to the upgrade; it never goes back to the pool.
+        return response.map(|body| UpstreamBody::new(body, None));
+    }
     let connection = Returnable {
         sender,
         key: target.key().clone(),

@@ -6,20 +6,25 @@
 //! of any kind ([`RequestBody`]): the client's own stream, a [`ReplayBody`] that can be sent
 //! again, or a body Weir made.
 //!
-//! Each protocol has its own module; today HTTP/1.1 over TCP ([`h1`]), pooled per worker
-//! thread.
+//! Each protocol has its own module: HTTP/1.1 ([`h1`]) over keep-alive connections pooled per
+//! worker thread, HTTP/2 ([`h2`]) multiplexed over one connection per target and thread; either
+//! in the clear or inside TLS ([`tls`]).
 
 mod body;
 mod h1;
+mod h2;
+mod io;
 mod replay;
+pub mod tls;
 
 use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
 use http::{Request, Response, uri::Authority};
 use weir_contract::Protocol;
 
-pub use body::{BoxError, RequestBody, UpstreamBody};
+pub use body::{BodyLimitError, BoxError, GuardedBody, RequestBody, UpstreamBody};
 pub use replay::ReplayBody;
+pub use tls::TlsConnectorConfig;
 
 /// Where an upstream endpoint is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,6 +52,7 @@ pub struct Target {
     key: TargetKey,
     /// `address:port` as a URI authority, for a request that names no host.
     authority: Authority,
+    tls: Option<Arc<TlsConnectorConfig>>,
 }
 
 /// What distinguishes one target's connections from another's: connections are pooled by it.
@@ -54,8 +60,8 @@ pub struct Target {
 pub struct TargetKey {
     pub address: TargetAddress,
     pub protocol: Protocol,
-    /// The name presented in TLS (SNI) and checked against the certificate, when TLS is used.
-    pub server_name: Option<Arc<str>>,
+    /// Which TLS connector (server name, trust, ALPN) connections are made with; `None`: none.
+    pub tls: Option<u64>,
 }
 
 impl Target {
@@ -69,20 +75,37 @@ impl Target {
     /// assert_eq!(target.authority().as_str(), "10.0.0.7:8080");
     /// ```
     pub fn socket(address: SocketAddr, protocol: Protocol) -> Self {
-        Self::new(TargetKey {
-            address: TargetAddress::Socket(address),
-            protocol,
-            server_name: None,
-        })
+        Self::new(TargetAddress::Socket(address), protocol, None)
     }
 
-    pub fn new(key: TargetKey) -> Self {
-        let authority = key
-            .address
+    /// A target, spoken to through `tls` when given.
+    pub fn new(
+        address: TargetAddress,
+        protocol: Protocol,
+        tls: Option<Arc<TlsConnectorConfig>>,
+    ) -> Self {
+        let authority = address
             .to_string()
             .parse()
             .expect("an address and port make a valid authority");
-        Self { key, authority }
+        Self {
+            key: TargetKey {
+                address,
+                protocol,
+                tls: tls.as_ref().map(|tls| tls.fingerprint),
+            },
+            authority,
+            tls,
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.key.protocol
+    }
+
+    /// Whether connections to it are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn key(&self) -> &TargetKey {
@@ -133,6 +156,11 @@ pub enum UpstreamError {
         target: TargetAddress,
         source: std::io::Error,
     },
+    #[error("TLS handshake with {target} failed")]
+    Tls {
+        target: TargetAddress,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Http(#[from] hyper::Error),
 }
@@ -140,7 +168,22 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Whether the endpoint could not be reached at all (nothing was sent).
     pub fn is_connect(&self) -> bool {
-        matches!(self, UpstreamError::Connect { .. })
+        matches!(
+            self,
+            UpstreamError::Connect { .. } | UpstreamError::Tls { .. }
+        )
+    }
+
+    /// The request body's own limit, if that is what ended the exchange.
+    pub fn body_limit(&self) -> Option<&BodyLimitError> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = source {
+            if let Some(limit) = error.downcast_ref::<BodyLimitError>() {
+                return Some(limit);
+            }
+            source = error.source();
+        }
+        None
     }
 }
 
@@ -165,7 +208,33 @@ impl Upstreams {
         let request = request.map(Into::into);
         match target.key.protocol {
             Protocol::Http1 => h1::send(&self.settings, target, request).await,
+            Protocol::Http2 => h2::send(&self.settings, target, request).await,
         }
+    }
+}
+
+/// Opens a connection to `target` within the connect timeout: TCP with Nagle off, then TLS if
+/// the target asks for it.
+async fn connect(
+    target: &Target,
+    settings: &PoolSettings,
+) -> Result<io::UpstreamIo, UpstreamError> {
+    let address = target.address();
+    let stream = connect_tcp(address, settings).await?;
+    let Some(tls) = &target.tls else {
+        return Ok(io::UpstreamIo::Plain(stream));
+    };
+    let handshake = tokio::time::timeout(settings.connect_timeout, tls.connect(stream));
+    match handshake.await {
+        Ok(Ok(stream)) => Ok(io::UpstreamIo::Tls(Box::new(stream))),
+        Ok(Err(source)) => Err(UpstreamError::Tls {
+            target: address.clone(),
+            source,
+        }),
+        Err(_) => Err(UpstreamError::Tls {
+            target: address.clone(),
+            source: std::io::ErrorKind::TimedOut.into(),
+        }),
     }
 }
 

@@ -17,12 +17,19 @@ use arc_swap::ArcSwap;
 use clap::{Parser, ValueEnum};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
+use weir_contract::NamespacedName;
 use weir_controlplane::{
-    ReconcilerMetrics, reconciler,
+    Reconciler, ReconcilerMetrics, reconciler,
     source::{files, kubernetes},
     status,
 };
-use weir_gateway::{admin, listener, metrics::Metrics, proxy::Proxy, table::TableCompiler};
+use weir_gateway::{
+    admin,
+    listener::{self, tls::CertificateResolver},
+    metrics::Metrics,
+    proxy::{Proxy, ProxySettings},
+    table::TableCompiler,
+};
 use weir_informer::InformerFactory;
 
 /// Weir, a Kubernetes API gateway.
@@ -47,6 +54,39 @@ struct Cli {
     /// Address of the proxy listener.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Address of the TLS proxy listener (off unless given). Certificates come from the
+    /// Secrets Routes name in `spec.tls`, chosen by SNI.
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Option<SocketAddr>,
+    /// The Secret (`namespace/name`, type kubernetes.io/tls) whose certificate a TLS client
+    /// gets when it names no host, or one no Route has a certificate for. Without it, such a
+    /// handshake fails with an alert.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_namespaced_name)]
+    default_certificate: Option<NamespacedName>,
+    /// The longest a client may take from a request's first byte to its last header byte
+    /// (and to send anything, or to finish a TLS handshake, on a new connection). HTTP/1.1
+    /// clients get 408.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// How often idle HTTP/2 client connections are pinged (0s: never).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    http2_keepalive_interval: Duration,
+    /// How long an HTTP/2 ping may go unanswered before the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    http2_keepalive_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once.
+    #[arg(long, default_value_t = 250)]
+    http2_max_streams: u32,
+    /// Client connections held at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 50_000)]
+    max_connections: usize,
+    /// The longest pause while a client sends a request body, for rules without their own
+    /// `timeouts.requestBody` (0s: none). A stalled body is answered 408.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    request_body_timeout: Duration,
     /// Address of the admin listener (health, readiness, metrics, /debug/routes).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -102,6 +142,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let proxy_listener = listener::bind(cli.listen).await?;
+    let tls_listener = match cli.listen_tls {
+        Some(address) => Some(listener::bind(address).await?),
+        None => None,
+    };
     let admin_listener = listener::bind(cli.admin).await?;
     let mut registry = Registry::with_prefix("weir");
     let metrics = Metrics::default();
@@ -135,20 +179,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let compiler = TableCompiler::new(metrics);
     let table = Arc::new(ArcSwap::from_pointee(compiler.empty()));
+    let mut reconciler = Reconciler::default();
+    if let Some(secret) = cli.default_certificate.clone() {
+        reconciler = reconciler.with_default_certificate(secret);
+    }
     tokio::spawn(reconciler::run(
         events_rx,
         vec![source_name],
         snapshots,
         reconciler_metrics,
+        reconciler,
     ));
+    let certificates = tls_listener
+        .as_ref()
+        .map(|_| Arc::new(CertificateResolver::default()));
     tokio::spawn(weir_gateway::apply_snapshots(
         snapshots_rx,
         table.clone(),
         compiler,
+        certificates.clone(),
     ));
 
+    let tls_address = tls_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?
+        .map(|a| a.to_string());
     tracing::info!(
         proxy = %proxy_listener.local_addr()?,
+        proxy_tls = tls_address,
         admin = %admin_listener.local_addr()?,
         source,
         "listening"
@@ -163,12 +222,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .and_then(NonZeroUsize::new)
         .or_else(|| std::thread::available_parallelism().ok())
         .unwrap_or(NonZeroUsize::MIN);
+    let listeners = listener::Listeners {
+        plain: proxy_listener,
+        tls: tls_listener
+            .zip(certificates)
+            .map(|(listener, certificates)| (listener, listener::tls::server_config(certificates))),
+    };
+    let settings = listener::ListenerSettings {
+        header_timeout: cli.header_timeout,
+        idle_timeout: cli.idle_timeout,
+        http2_keepalive_interval: (!cli.http2_keepalive_interval.is_zero())
+            .then_some(cli.http2_keepalive_interval),
+        http2_keepalive_timeout: cli.http2_keepalive_timeout,
+        http2_max_streams: cli.http2_max_streams,
+        max_connections: cli.max_connections,
+        drain: cli.drain_timeout,
+    };
+    let proxy_settings = ProxySettings {
+        request_body_timeout: (!cli.request_body_timeout.is_zero())
+            .then_some(cli.request_body_timeout),
+    };
     let drained = listener::serve_on_threads(
-        proxy_listener,
+        listeners,
         threads,
-        Arc::new(Proxy::new(table)),
+        Arc::new(Proxy::new(table, proxy_settings)),
         shutdown_signal(),
-        cli.drain_timeout,
+        settings,
     )
     .await
     .context("starting the proxy threads")?;
@@ -179,6 +258,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!(timeout = ?cli.drain_timeout, "drain deadline passed; dropping the remaining connections");
     }
     Ok(())
+}
+
+/// `namespace/name`.
+fn parse_namespaced_name(text: &str) -> Result<NamespacedName, String> {
+    match text.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
+            Ok(NamespacedName::new(namespace, name))
+        }
+        _ => Err(format!("{text:?} is not namespace/name")),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

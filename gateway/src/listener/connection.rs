@@ -1,0 +1,393 @@
+//! One client connection, from accept to close: telling its protocol (or running its TLS
+//! handshake), serving it with hyper, and keeping it within its limits.
+//!
+//! A watchdog per connection ([`watchdog`]) looks, a few times per limit, at three counters:
+//! bytes read from the client, requests started and responses finished. From them it tells
+//! - **idle**: no request in flight and no byte of a new one for `idle_timeout` — the
+//!   connection is closed (HTTP/2: GOAWAY first);
+//! - **slow headers**: bytes of a new HTTP/1.1 request arrived but its headers are not complete
+//!   after `header_timeout` — the client gets `408 Request Timeout` (on plain connections;
+//!   inside TLS the connection is closed) and the connection is closed.
+//!
+//! A connection that sends nothing at all is closed after `header_timeout`, before any
+//! protocol is chosen. HTTP/2 connections are also pinged by hyper
+//! (`http2_keepalive_interval`), so a peer that vanished is noticed.
+//!
+//! The counters cost a request three relaxed atomic adds; the per-connection context that
+//! holds them is the one the request already clones.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io::Write,
+    net::SocketAddr,
+    os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd},
+    pin::{Pin, pin},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use hyper::{
+    Request,
+    body::{Body, Frame, Incoming, SizeHint},
+    server::conn::{http1, http2},
+    service::service_fn,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+    sync::{OwnedSemaphorePermit, watch},
+    time::Instant,
+};
+use tokio_rustls::TlsAcceptor;
+
+use super::{
+    ListenerSettings,
+    sniff::{ClientStream, FIRST_READ, sniff},
+};
+use crate::proxy::{Peer, Proxy, ProxyBody};
+
+/// The HTTP/1.1 and HTTP/2 servers, configured once per thread.
+pub(super) struct Servers {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    settings: ListenerSettings,
+}
+
+impl Servers {
+    pub(super) fn new(settings: &ListenerSettings) -> Self {
+        let mut http1 = http1::Builder::new();
+        // The watchdog owns the header timeout: hyper's would also cut idle keep-alive
+        // connections and never answer 408.
+        http1.header_read_timeout(None);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(settings.http2_keepalive_interval)
+            .keep_alive_timeout(settings.http2_keepalive_timeout)
+            .max_concurrent_streams(settings.http2_max_streams)
+            .enable_connect_protocol();
+        Self {
+            http1,
+            http2,
+            settings: settings.clone(),
+        }
+    }
+}
+
+/// One accepted connection.
+pub(super) struct Connection {
+    pub servers: Arc<Servers>,
+    pub proxy: Arc<Proxy>,
+    pub client_address: SocketAddr,
+    /// The TLS listener's configuration, if it came in on that.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Held for the connection's life: the process's connection limit.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// What a connection's counters say, shared by its stream, its requests and its watchdog.
+struct ConnContext {
+    proxy: Arc<Proxy>,
+    peer: Peer,
+    bytes_read: Arc<AtomicU64>,
+    requests_started: AtomicU64,
+    responses_finished: AtomicU64,
+}
+
+impl Connection {
+    pub(super) async fn serve(self, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        let client_address = self.client_address;
+        let header_timeout = self.servers.settings.header_timeout;
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let raw_fd = stream.as_raw_fd();
+        match self.tls.clone() {
+            None => {
+                let mut first = BytesMut::with_capacity(FIRST_READ);
+                let sniffed = tokio::select! {
+                    sniffed = tokio::time::timeout(header_timeout, sniff(&mut stream, &mut first)) => sniffed,
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                };
+                let http2 = match sniffed {
+                    Ok(Ok(Some(http2))) => http2,
+                    Ok(Ok(None)) => return,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%client_address, %error, "connection ended before a request");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%client_address, "no request within the header timeout; closed");
+                        return;
+                    }
+                };
+                bytes_read.store(first.len() as u64, Ordering::Relaxed);
+                let io = ClientStream {
+                    prefix: first.freeze(),
+                    stream,
+                    bytes_read: bytes_read.clone(),
+                };
+                self.serve_http(io, http2, false, bytes_read, Some(raw_fd), stop)
+                    .await;
+            }
+            Some(config) => {
+                let io = ClientStream {
+                    prefix: Bytes::new(),
+                    stream,
+                    bytes_read: bytes_read.clone(),
+                };
+                let handshake = tokio::select! {
+                    handshake = tokio::time::timeout(header_timeout, TlsAcceptor::from(config).accept(io)) => handshake,
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                };
+                let stream = match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%client_address, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%client_address, "TLS handshake not done within the header timeout; closed");
+                        return;
+                    }
+                };
+                let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                self.serve_http(stream, http2, true, bytes_read, None, stop)
+                    .await;
+            }
+        }
+    }
+
+    /// Serves HTTP on `io` until the client leaves, the watchdog closes the connection, or
+    /// shutdown has drained it. `raw_fd` is the plain socket, for a 408 after hyper let go.
+    async fn serve_http<I>(
+        self,
+        io: I,
+        http2: bool,
+        secure: bool,
+        bytes_read: Arc<AtomicU64>,
+        raw_fd: Option<RawFd>,
+        stop: watch::Receiver<bool>,
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let client_address = self.client_address;
+        // One allocation per connection, so that a request costs one reference count.
+        let context = Arc::new(ConnContext {
+            proxy: self.proxy,
+            peer: Peer::new(client_address, secure),
+            bytes_read,
+            requests_started: AtomicU64::new(0),
+            responses_finished: AtomicU64::new(0),
+        });
+        let watched = context.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let context = context.clone();
+            async move {
+                context.requests_started.fetch_add(1, Ordering::Relaxed);
+                let response = context.proxy.handle(request, &context.peer).await;
+                Ok::<_, Infallible>(response.map(|inner| TrackedBody { inner, context }))
+            }
+        });
+        let settings = &self.servers.settings;
+        let io = TokioIo::new(io);
+        let ended = if http2 {
+            let connection = self.servers.http2.serve_connection(io, service);
+            drive(connection, &watched, settings, false, raw_fd, stop).await
+        } else {
+            let connection = self
+                .servers
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades();
+            drive(connection, &watched, settings, true, raw_fd, stop).await
+        };
+        match ended {
+            Ended::Closed(Ok(())) => {}
+            Ended::Closed(Err(error)) => {
+                tracing::debug!(%client_address, %error, "connection ended with an error");
+            }
+            Ended::HeaderTimeout(socket) => {
+                tracing::info!(%client_address, timeout = ?settings.header_timeout, "request headers not complete in time; closed");
+                if let Some(socket) = socket {
+                    answer_request_timeout(socket);
+                }
+            }
+        }
+        drop(self.permit);
+    }
+}
+
+/// How a connection ended.
+enum Ended {
+    Closed(Result<(), hyper::Error>),
+    /// Slow headers; the socket still open (a duplicate of it) if a 408 can be written.
+    HeaderTimeout(Option<OwnedFd>),
+}
+
+/// A hyper connection that can be asked to finish what it is doing and close.
+trait GracefulConnection: Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulConnection for http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S, B> GracefulConnection for http2::Connection<I, S, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self)
+    }
+}
+
+/// Drives `connection` to its end, shutting it down gracefully on `stop` or when idle, and
+/// cutting it off when request headers are too slow.
+async fn drive(
+    connection: impl GracefulConnection,
+    context: &ConnContext,
+    settings: &ListenerSettings,
+    http1: bool,
+    raw_fd: Option<RawFd>,
+    mut stop: watch::Receiver<bool>,
+) -> Ended {
+    let mut connection = pin!(connection);
+    let mut watchdog = pin!(watchdog(context, settings, http1));
+    let (mut stopping, mut watching) = (false, true);
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return Ended::Closed(result),
+            _ = stop.wait_for(|stopping| *stopping), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            expired = &mut watchdog, if watching => {
+                watching = false;
+                match expired {
+                    Expired::Idle => connection.as_mut().graceful_shutdown(),
+                    Expired::HeaderTimeout => {
+                        // A duplicate keeps the socket open once hyper's stream is dropped.
+                        let socket = raw_fd.and_then(|fd| {
+                            // SAFETY: `fd` is the connection's socket, open while `connection`
+                            // (which owns it) is alive, as it is here.
+                            unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().ok()
+                        });
+                        return Ended::HeaderTimeout(socket);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why the watchdog fired.
+enum Expired {
+    Idle,
+    HeaderTimeout,
+}
+
+/// Watches a connection's counters; completes when it has been idle for the idle timeout, or
+/// (HTTP/1.1) when a request's headers have taken longer than the header timeout.
+async fn watchdog(context: &ConnContext, settings: &ListenerSettings, http1: bool) -> Expired {
+    let tick = (settings.header_timeout.min(settings.idle_timeout) / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    // Since when nothing has been in flight, and the counters then.
+    let mut waiting_since = Instant::now();
+    let mut started_then = 0;
+    // Bytes read when waiting began: the connection's first bytes count as a request's.
+    let mut bytes_then = 0;
+    let mut partial_since: Option<Instant> = None;
+    loop {
+        ticks.tick().await;
+        let now = Instant::now();
+        let started = load(&context.requests_started);
+        if started != load(&context.responses_finished) || started != started_then {
+            // Busy, or a request came and went since the last look: start over.
+            waiting_since = now;
+            started_then = started;
+            bytes_then = load(&context.bytes_read);
+            partial_since = None;
+            continue;
+        }
+        if http1 && load(&context.bytes_read) > bytes_then {
+            let since = *partial_since.get_or_insert(now);
+            if now.duration_since(since) >= settings.header_timeout {
+                return Expired::HeaderTimeout;
+            }
+        } else if now.duration_since(waiting_since) >= settings.idle_timeout {
+            return Expired::Idle;
+        }
+    }
+}
+
+/// Writes `408 Request Timeout` on a socket hyper has let go of, and closes it.
+fn answer_request_timeout(socket: OwnedFd) {
+    const BODY: &str = "weir: request headers not received in time\n";
+    let response = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let mut socket = std::net::TcpStream::from(socket);
+    // The socket is non-blocking and its buffer empty: a response this small fits.
+    let _ = socket.write_all(response.as_bytes());
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+}
+
+/// A response body that counts its response as finished when hyper is done with it.
+struct TrackedBody {
+    inner: ProxyBody,
+    context: Arc<ConnContext>,
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.context
+            .responses_finished
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = <ProxyBody as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
