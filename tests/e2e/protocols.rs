@@ -363,3 +363,74 @@ async fn tls_to_a_backend_is_verified_against_the_ca_its_route_names() {
     })
     .await;
 }
+
+/// A text frame from a client (masked, as RFC 6455 requires), for payloads under 126 bytes.
+fn client_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, byte)| byte ^ mask[i % 4]),
+    );
+    frame
+}
+
+#[tokio::test]
+async fn a_websocket_opens_over_http2_with_extended_connect() {
+    use http_body_util::Empty;
+    use hyper::{Method, Request, Version, ext::Protocol};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = ws_echo_server("ws").await;
+    let config = ConfigDir::new();
+    let mut objects = backend("ws", server.address(), None);
+    objects.push(route("ws").host("ws.test").backend("ws").into());
+    config.write("ws.yaml", &objects);
+    let weir = Weir::start(&config).await;
+
+    let stream = tokio::net::TcpStream::connect(weir.proxy().address())
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    // The first request may go before Weir's SETTINGS (which enable extended CONNECT) arrive.
+    let mut response = eventually("Weir accepts an extended CONNECT", async || {
+        let mut request = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri("http://ws.test/chat")
+            .header("sec-websocket-version", "13")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(Protocol::from_static("websocket"));
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| error.to_string())
+    })
+    .await;
+    assert_eq!(response.status(), http::StatusCode::OK, "{response:?}");
+    let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut io = TokioIo::new(upgraded);
+    for i in 0..200 {
+        let message = format!("message {i} over an HTTP/2 stream");
+        io.write_all(&client_text_frame(message.as_bytes()))
+            .await
+            .unwrap();
+        let mut head = [0u8; 2];
+        io.read_exact(&mut head).await.unwrap();
+        assert_eq!(head[0], 0x81, "a final text frame comes back");
+        let mut echoed = vec![0; usize::from(head[1] & 0x7f)];
+        io.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(String::from_utf8(echoed).unwrap(), message);
+    }
+}

@@ -8,7 +8,10 @@
 //! An HTTP/1.1 `Upgrade` (WebSocket) is hop-by-hop too, but not dropped: the upstream is asked
 //! for the same upgrade ([`ask_upgrade`]), and when it answers `101` the two connections are
 //! joined into a tunnel ([`tunnel`]) that lives on after the request, outside any routing
-//! table, until either side closes or Weir has drained at shutdown. `te: trailers` is the one
+//! table, until either side closes or Weir has drained at shutdown. A WebSocket opened over
+//! HTTP/2 (RFC 8441: `CONNECT` with `:protocol websocket`) is asked of the upstream as the
+//! HTTP/1.1 upgrade it knows, and its `101` answered to the client as the `200` HTTP/2
+//! expects ([`websocket_over_http2`], [`answer_extended_connect`]). `te: trailers` is the one
 //! `TE` value forwarded: gRPC needs it end to end.
 //!
 //! This is the hot path, and it is kept lean: nothing is formatted or allocated per request
@@ -104,6 +107,67 @@ pub fn ask_upgrade(parts: &mut Parts, protocol: HeaderValue) -> Option<OnUpgrade
         .insert(CONNECTION, HeaderValue::from_static("upgrade"));
     parts.headers.insert(UPGRADE, protocol);
     parts.extensions.remove::<OnUpgrade>()
+}
+
+/// The WebSocket key header: random, as RFC 6455 §4.1 asks of a client.
+static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+
+/// Whether the request opens a WebSocket over HTTP/2 (RFC 8441 extended CONNECT).
+pub fn websocket_over_http2(parts: &Parts) -> bool {
+    parts.method == http::Method::CONNECT
+        && parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// Turns an extended CONNECT into the HTTP/1.1 WebSocket handshake an upstream knows: `GET`,
+/// `Upgrade: websocket`, and a fresh `Sec-WebSocket-Key` (the client's version, subprotocols
+/// and extensions go as they came). Returns the client's side of the upgrade.
+pub fn ask_websocket_of_http2_client(parts: &mut Parts) -> Option<OnUpgrade> {
+    parts.method = http::Method::GET;
+    parts.extensions.remove::<hyper::ext::Protocol>();
+    let mut key = [0u8; 16];
+    if rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut key)
+        .is_err()
+    {
+        return None;
+    }
+    let key = HeaderValue::from_str(&base64(&key)).ok()?;
+    parts.headers.insert(SEC_WEBSOCKET_KEY.clone(), key);
+    ask_upgrade(parts, HeaderValue::from_static("websocket"))
+}
+
+/// Answers the HTTP/2 client's extended CONNECT: the upstream's `101` becomes `200`, without
+/// the HTTP/1.1 handshake's own headers.
+pub fn answer_extended_connect<B>(response: &mut Response<B>) {
+    *response.status_mut() = http::StatusCode::OK;
+    let headers = response.headers_mut();
+    for name in [&CONNECTION, &UPGRADE, &SEC_WEBSOCKET_ACCEPT] {
+        headers.remove(name);
+    }
+}
+
+/// Standard base64 with padding, for the few bytes of a WebSocket key.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Joins the client's and the upstream's upgraded connections once both are handed over.
@@ -268,6 +332,14 @@ mod tests {
         );
         assert_eq!(request.headers[HOST], "echo.local");
         assert_eq!(request.headers["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn base64_encodes_a_websocket_key() {
+        // RFC 6455 §1.3's sample nonce.
+        assert_eq!(base64(b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b""), "");
     }
 
     #[test]

@@ -268,7 +268,11 @@ async fn forward(
         crate::filters::apply_request(&selected.backend.filters, &mut parts.headers);
     }
     let body = guard_body(proxy, ctx, &parts, body)?;
+    let extended_connect = forward::websocket_over_http2(&parts);
     let client_upgrade = match upgrade {
+        _ if extended_connect && forward::can_upgrade(selected.endpoint) => {
+            forward::ask_websocket_of_http2_client(&mut parts)
+        }
         Some(protocol) if forward::can_upgrade(selected.endpoint) => {
             forward::ask_upgrade(&mut parts, protocol)
         }
@@ -286,6 +290,9 @@ async fn forward(
         && let Some(client_upgrade) = client_upgrade
     {
         forward::tunnel(client_upgrade, &mut response, ctx.target.route.clone());
+        if extended_connect {
+            forward::answer_extended_connect(&mut response);
+        }
     }
     Ok(response)
 }
