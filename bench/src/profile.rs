@@ -17,7 +17,7 @@ use std::{
 use crate::{
     Scenario,
     load::{self, Generators},
-    servers::{self, Programs, Target},
+    servers::{self, Programs, ProxySetup, Target},
     system,
 };
 
@@ -52,6 +52,7 @@ pub struct ProfileSettings {
 pub fn run(
     settings: &ProfileSettings,
     scenario: &Scenario,
+    setup: &ProxySetup,
     programs: &Programs,
     generators: &Generators,
     work: &Path,
@@ -71,20 +72,10 @@ pub fn run(
         settings.seconds
     );
     for &target in &settings.targets {
-        let mut proxy = servers::start_proxy(
-            target,
-            programs,
-            placement,
-            backend.port,
-            scenario.routes,
-            work,
-        )?;
+        let mut proxy =
+            servers::start_proxy(target, programs, placement, backend.port, setup, work)?;
         servers::wait_ready(&mut proxy, Duration::from_secs(120))?;
-        let port = if scenario.load.h2c_streams.is_some() {
-            proxy.h2c_port
-        } else {
-            proxy.port
-        };
+        let port = proxy.port_for(&scenario.load)?;
         let pid = proxy.pid();
         let threads = placement.workers();
         load::run(

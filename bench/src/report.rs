@@ -3,7 +3,9 @@
 //!
 //! Every figure of a target is from its median-throughput run; the ratios compare runs of
 //! the same invocation, never figures from different days. "Per core" figures are requests
-//! per proxy CPU-second (see `Run::per_cpu_second`), and are labelled so.
+//! per proxy CPU-second (see `Run::per_cpu_second`), and are labelled so. In the TLS handshake
+//! scenarios the unit is the handshake (one connection, one request): their rows say
+//! handshakes, and the markdown gives them a table of their own.
 
 use std::{
     fmt::Write as _,
@@ -16,8 +18,8 @@ use serde_json::{Value, json};
 use crate::{
     MemoryResult, Run, ScenarioResult, Settings,
     load::{Generator, Generators},
-    servers::{Placement, Programs, Target},
-    system,
+    servers::{Placement, Programs, Target, Upstream},
+    system, tls,
 };
 
 /// The proxies Weir is compared with, in the order of the tables.
@@ -29,6 +31,9 @@ const TARGET_VS_HAPROXY: f64 = 1.0;
 const TARGET_ADDED_P50_US: f64 = 25.0;
 const TARGET_10K_VS_1: f64 = 0.95;
 const TARGET_RSS_1000_MIB: f64 = 60.0;
+/// The scenarios the targets are checked in (the issue's); the TLS and h2c-upstream scenarios
+/// came later and are reported without targets.
+const TARGET_SCENARIOS: [&str; 6] = ["small", "64k", "new-conn", "h2c", "routes-10k", "one-conn"];
 
 /// Where and with what a run was made.
 pub struct Header {
@@ -54,12 +59,17 @@ impl Header {
             Generator::Oha(path) => version(path, "--version"),
             Generator::Wrk(path) => system::command_line(&path.display().to_string(), &["-v"])
                 .map(|l| l.split(" Copyright").next().unwrap_or(&l).trim().to_owned()),
+            Generator::Handshakes(_) => Some("weir-bench handshakes (rustls 0.23, ring)".into()),
         };
-        let generator_versions: Vec<String> = [Some(&generators.http1), generators.h2c.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(generator_version)
-            .collect();
+        let generator_versions: Vec<String> = [
+            Some(&generators.http1),
+            generators.h2c.as_ref(),
+            Some(&generators.handshakes),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(generator_version)
+        .collect();
         Self {
             date: system::command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]).unwrap_or_default(),
             mode: if settings.quick { "quick" } else { "full" },
@@ -78,6 +88,7 @@ impl Header {
                 )),
                 "load_generators": generator_versions.join(", "),
                 "rustc": system::command_line("rustc", &["--version"]),
+                "openssl": system::command_line("openssl", &["version"]),
             }),
             settings: json!({
                 "duration_s": settings.duration.as_secs_f64(),
@@ -140,19 +151,50 @@ fn format_ratio(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.2}×"))
 }
 
+/// Why `target` sits out the scenario, if it does.
+fn not_applicable(result: &ScenarioResult, target: Target) -> Option<&'static str> {
+    result
+        .not_applicable
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, reason)| *reason)
+}
+
+/// A ratio of Weir to `other`, or `n/a` when `other` cannot do the scenario.
+fn ratio_cell(result: &ScenarioResult, other: Target, ratio: Option<f64>) -> String {
+    match not_applicable(result, other) {
+        Some(_) => "n/a".into(),
+        None => format_ratio(ratio),
+    }
+}
+
+/// The share of the connections the server resumed, e.g. `99.9%`.
+fn resumed_share(run: &Run) -> Option<String> {
+    let resumed = run.measured.resumed?;
+    let ok = run.measured.ok.max(1);
+    Some(format!("{:.1}%", resumed as f64 * 100.0 / ok as f64))
+}
+
 pub fn print_scenario(result: &ScenarioResult) {
+    let handshakes = result.load.handshakes.is_some();
+    let (rate, per_cpu, cpu, per_cpu_ratio) = if handshakes {
+        ("hs/s", "hs/proxy CPU-s", "CPU ms/hs", "handshakes")
+    } else {
+        ("req/s", "req/proxy CPU-s", "CPU s/1k", "req")
+    };
     println!(
-        "   {:<15} {:>10} {:>15} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>7}",
+        "   {:<15} {:>10} {:>15} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>7}{}",
         "",
-        "req/s",
-        "req/proxy CPU-s",
+        rate,
+        per_cpu,
         "p50 µs",
         "p99 µs",
         "p99.9 µs",
-        "CPU s/1k",
+        cpu,
         "peak MiB",
         "proxy",
-        "client"
+        "client",
+        if handshakes { "  resumed" } else { "" }
     );
     for (target, _) in &result.runs {
         let Some(run) = result.median(*target) else {
@@ -175,7 +217,7 @@ pub fn print_scenario(result: &ScenarioResult) {
             )
         };
         println!(
-            "   {:<15} {:>10.0} {:>15} {:>9.0} {:>9.0} {:>9.0} {:>10} {:>9} {:>7} {:>6.0}%{}",
+            "   {:<15} {:>10.0} {:>15} {:>9.0} {:>9.0} {:>9.0} {:>10} {:>9} {:>7} {:>6.0}%{}{}",
             target.label(),
             m.rps(),
             per_cpu_second,
@@ -186,6 +228,7 @@ pub fn print_scenario(result: &ScenarioResult) {
             rss,
             proxy,
             run.client_side_busy * 100.0,
+            resumed_share(run).map_or(String::new(), |r| format!(" {r:>8}")),
             if m.errors > 0 {
                 format!("  ({} errors)", m.errors)
             } else {
@@ -193,16 +236,32 @@ pub fn print_scenario(result: &ScenarioResult) {
             },
         );
     }
+    for (target, reason) in result.not_applicable {
+        println!("   {:<15} n/a: {reason}", target.label());
+    }
+    if handshakes {
+        for (target, _) in &result.runs {
+            if let Some(negotiated) = result
+                .median(*target)
+                .and_then(|r| r.measured.negotiated.as_deref())
+            {
+                println!("   {:<15} negotiated {negotiated}", target.label());
+            }
+        }
+    }
     let compared: Vec<String> = OTHERS
         .iter()
-        .filter(|other| result.median(**other).is_some())
-        .map(|&other| {
-            format!(
-                "Weir/{} {} req/s, {} req per proxy CPU-s",
+        .filter(|other| {
+            result.median(**other).is_some() || not_applicable(result, **other).is_some()
+        })
+        .map(|&other| match not_applicable(result, other) {
+            Some(_) => format!("Weir/{} n/a", other.label()),
+            None => format!(
+                "Weir/{} {} {rate}, {} {per_cpu_ratio} per proxy CPU-s",
                 other.label(),
                 format_ratio(rps_ratio(result, other)),
                 format_ratio(per_cpu_second_ratio(result, other))
-            )
+            ),
         })
         .collect();
     println!("   {}", compared.join("   "));
@@ -299,7 +358,7 @@ impl Summary {
         for result in self
             .scenarios
             .iter()
-            .filter(|s| s.placement != Placement::AllCores)
+            .filter(|s| s.placement != Placement::AllCores && TARGET_SCENARIOS.contains(&s.key))
         {
             let (vs_nginx, vs_haproxy) = (
                 per_cpu_second_ratio(result, Target::Nginx),
@@ -393,13 +452,19 @@ impl Summary {
     }
 
     fn print_ratio_table(&self) {
+        // As wide as the longest scenario key, 12 at least.
+        let key = self
+            .scenarios
+            .iter()
+            .map(|s| s.key.chars().count())
+            .fold(12, usize::max);
         println!("\n== ratios (median runs of this invocation)");
         println!(
-            "   {:<12} {:<40} {:<25} Weir/… in req per proxy CPU-second",
+            "   {:<key$} {:<40} {:<25} Weir/… in req per proxy CPU-second",
             "", "req/s", "Weir/… in req/s"
         );
         println!(
-            "   {:<12} {:>9} {:>9} {:>9} {:>9}  {:>7} {:>8} {:>7}  {:>7} {:>8} {:>7}",
+            "   {:<key$} {:>9} {:>9} {:>9} {:>9}  {:>7} {:>8} {:>7}  {:>7} {:>8} {:>7}",
             "scenario",
             "Weir",
             "nginx",
@@ -413,13 +478,16 @@ impl Summary {
             "Envoy"
         );
         for result in &self.scenarios {
-            let show = |t| rps(result, t).map_or("–".into(), |r| format!("{r:.0}"));
+            let show = |t| match not_applicable(result, t) {
+                Some(_) => "n/a".into(),
+                None => rps(result, t).map_or("–".into(), |r| format!("{r:.0}")),
+            };
             let [rps_nginx, rps_haproxy, rps_envoy] =
-                OTHERS.map(|other| format_ratio(rps_ratio(result, other)));
+                OTHERS.map(|other| ratio_cell(result, other, rps_ratio(result, other)));
             let [cpu_nginx, cpu_haproxy, cpu_envoy] =
-                OTHERS.map(|other| format_ratio(per_cpu_second_ratio(result, other)));
+                OTHERS.map(|other| ratio_cell(result, other, per_cpu_second_ratio(result, other)));
             println!(
-                "   {:<12} {:>9} {:>9} {:>9} {:>9}  {:>7} {:>8} {:>7}  {:>7} {:>8} {:>7}",
+                "   {:<key$} {:>9} {:>9} {:>9} {:>9}  {:>7} {:>8} {:>7}  {:>7} {:>8} {:>7}",
                 result.key,
                 show(Target::Weir),
                 show(Target::Nginx),
@@ -433,6 +501,16 @@ impl Summary {
                 cpu_envoy
             );
         }
+        if self.scenarios.iter().any(|s| s.load.handshakes.is_some()) {
+            println!(
+                "   (tls-handshake-*: TLS handshakes per second and per proxy CPU-second, not requests)"
+            );
+        }
+        for result in &self.scenarios {
+            for (target, reason) in result.not_applicable {
+                println!("   ({}, {}: n/a, {reason})", result.key, target.label());
+            }
+        }
         if self.scenarios.iter().any(|s| VsBaseline::of(s).is_some()) {
             println!(
                 "\n== Weir vs baseline ({}); CPU per request: + is more proxy CPU than the baseline",
@@ -442,7 +520,7 @@ impl Summary {
             );
             for result in &self.scenarios {
                 if let Some(line) = baseline_line(result) {
-                    println!("   {:<12} {line}", result.key);
+                    println!("   {:<key$} {line}", result.key);
                 }
             }
         }
@@ -469,10 +547,11 @@ impl Summary {
                         ("rps", rps_ratio(result, other)),
                         ("per_core", per_cpu_second_ratio(result, other)),
                     ] {
-                        ratios.insert(
-                            format!("weir_{}_{figure}", other.key()),
-                            json!(value.map(|r| round(r, 3))),
-                        );
+                        let value = match not_applicable(result, other) {
+                            Some(_) => json!("n/a"),
+                            None => json!(value.map(|r| round(r, 3))),
+                        };
+                        ratios.insert(format!("weir_{}_{figure}", other.key()), value);
                     }
                 }
                 if let Some(vs) = VsBaseline::of(result) {
@@ -485,7 +564,7 @@ impl Summary {
                         json!(vs.cpu_change_percent().map(|c| round(c, 1))),
                     );
                 }
-                json!({
+                let mut scenario = json!({
                     "key": result.key,
                     "title": result.title,
                     "placement": result.placement.key(),
@@ -499,7 +578,29 @@ impl Summary {
                     },
                     "results": targets,
                     "ratios": ratios,
-                })
+                });
+                // Keys only the TLS and h2c-upstream scenarios have.
+                if result.load.tls {
+                    scenario["load"]["tls"] = json!(true);
+                    scenario["tls_certificate"] = json!(tls::CERTIFICATE_KIND);
+                }
+                if let Some(handshake) = result.load.handshakes {
+                    // `rps`, `rps_per_core` and the ratios count handshakes here.
+                    scenario["unit"] = json!(result.load.unit());
+                    scenario["load"]["handshakes"] = json!(handshake.key());
+                }
+                if result.upstream != Upstream::Http1 {
+                    scenario["upstream"] = json!(result.upstream.key());
+                }
+                if !result.not_applicable.is_empty() {
+                    scenario["not_applicable"] = result
+                        .not_applicable
+                        .iter()
+                        .map(|(target, reason)| (target.key().to_owned(), json!(reason)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
+                scenario
             })
             .collect();
         let memory: Vec<Value> = self
@@ -630,6 +731,14 @@ impl Summary {
         if let Some(baseline) = v["weir_baseline"].as_str() {
             let _ = writeln!(md, "- Baseline Weir: {baseline}");
         }
+        if self.scenarios.iter().any(|s| s.load.tls) {
+            let _ = writeln!(
+                md,
+                "- TLS: one certificate for every proxy, {}; {}",
+                tls::CERTIFICATE_KIND,
+                text(&v["openssl"])
+            );
+        }
         let _ = writeln!(
             md,
             "- Each figure: the median of {} runs of {} s (after {} s of warm-up), proxies interleaved\n",
@@ -640,7 +749,11 @@ impl Summary {
             "| scenario | proxy | req/s | req per proxy CPU-second | p50 µs | p99 µs | p99.9 µs | CPU s / 1k req | peak RSS MiB | proxy CPU | client-side CPU |\n\
              |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
-        for result in &self.scenarios {
+        for result in self
+            .scenarios
+            .iter()
+            .filter(|s| s.load.handshakes.is_none())
+        {
             for (target, _) in &result.runs {
                 let Some(run) = result.median(*target) else {
                     continue;
@@ -669,7 +782,26 @@ impl Summary {
                     run.client_side_busy * 100.0,
                 );
             }
+            for (target, _) in result.not_applicable {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |",
+                    result.key,
+                    target.label()
+                );
+            }
         }
+        for result in &self.scenarios {
+            for (target, reason) in result.not_applicable {
+                let _ = writeln!(
+                    md,
+                    "\n{}, {}: not applicable: {reason}.",
+                    result.key,
+                    target.label()
+                );
+            }
+        }
+        self.handshake_table(&mut md);
         md.push_str(
             "\n| scenario | what | Weir/nginx req/s | Weir/HAProxy req/s | Weir/Envoy req/s \
              | Weir/nginx req per proxy CPU-s | Weir/HAProxy req per proxy CPU-s \
@@ -677,18 +809,28 @@ impl Summary {
         );
         for result in &self.scenarios {
             let [rps_nginx, rps_haproxy, rps_envoy] =
-                OTHERS.map(|other| format_ratio(rps_ratio(result, other)));
+                OTHERS.map(|other| ratio_cell(result, other, rps_ratio(result, other)));
             let [cpu_nginx, cpu_haproxy, cpu_envoy] =
-                OTHERS.map(|other| format_ratio(per_cpu_second_ratio(result, other)));
+                OTHERS.map(|other| ratio_cell(result, other, per_cpu_second_ratio(result, other)));
             let _ = writeln!(
                 md,
-                "| {} | {}; {}, {} route(s), {} | {rps_nginx} | {rps_haproxy} | {rps_envoy} \
+                "| {} | {}; {}, {} route(s), {}{} | {rps_nginx} | {rps_haproxy} | {rps_envoy} \
                  | {cpu_nginx} | {cpu_haproxy} | {cpu_envoy} |",
                 result.key,
                 result.title,
                 result.placement.key(),
                 result.routes,
                 result.load.describe(),
+                match result.upstream {
+                    Upstream::Http1 => "",
+                    Upstream::H2c => ", h2c to the backend",
+                },
+            );
+        }
+        if self.scenarios.iter().any(|s| s.load.handshakes.is_some()) {
+            md.push_str(
+                "\nIn the `tls-handshake-*` rows the ratios are of handshakes per second and \
+                 handshakes per proxy CPU-second.\n",
             );
         }
         if self.scenarios.iter().any(|s| VsBaseline::of(s).is_some()) {
@@ -741,6 +883,71 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// The handshake scenarios' own table: handshakes, not requests, and what was resumed.
+    fn handshake_table(&self, md: &mut String) {
+        let scenarios: Vec<&ScenarioResult> = self
+            .scenarios
+            .iter()
+            .filter(|s| s.load.handshakes.is_some())
+            .collect();
+        if scenarios.is_empty() {
+            return;
+        }
+        md.push_str(
+            "\nTLS handshakes, per core: a new TLS connection per request, one `GET` on each \
+             (latency: connect, handshake, request and response until the proxy closes).\n\n\
+             | scenario | proxy | handshakes/s | handshakes per proxy CPU-second | resumed \
+             | p50 µs | p99 µs | p99.9 µs | proxy CPU ms / handshake | peak RSS MiB | proxy CPU \
+             | client-side CPU |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        );
+        // Each set of TLS parameters and the proxies that chose it.
+        let mut negotiated: Vec<(String, Vec<&str>)> = Vec::new();
+        for result in &scenarios {
+            for (target, _) in &result.runs {
+                let Some(run) = result.median(*target) else {
+                    continue;
+                };
+                let m = &run.measured;
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} | {:.0}% | {:.0}% |",
+                    result.key,
+                    target.label(),
+                    m.rps(),
+                    run.per_cpu_second(),
+                    resumed_share(run).unwrap_or_else(|| "–".into()),
+                    m.p50_us,
+                    m.p99_us,
+                    m.p999_us,
+                    run.cpu_per_1k(),
+                    mib(run.peak_rss_kib),
+                    run.proxy_cores * 100.0,
+                    run.client_side_busy * 100.0,
+                );
+                if let Some(text) = &m.negotiated {
+                    match negotiated.iter_mut().find(|(t, _)| t == text) {
+                        Some((_, proxies)) if proxies.contains(&target.label()) => {}
+                        Some((_, proxies)) => proxies.push(target.label()),
+                        None => negotiated.push((text.clone(), vec![target.label()])),
+                    }
+                }
+            }
+        }
+        if !negotiated.is_empty() {
+            let sets: Vec<String> = negotiated
+                .iter()
+                .map(|(text, proxies)| format!("{}: `{text}`", proxies.join(", ")))
+                .collect();
+            let _ = writeln!(
+                md,
+                "\nNegotiated (as the load tool saw it): {}.",
+                sets.join("; ")
+            );
+        }
+    }
+}
+
 fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
@@ -765,6 +972,13 @@ fn run_json(run: &Run, target: Target) -> Value {
         value["rps_per_core"] = json!(round(run.per_cpu_second(), 0));
         value["proxy_cores"] = json!(round(run.proxy_cores, 3));
         value["peak_rss_mib"] = json!(round(mib(run.peak_rss_kib), 1));
+    }
+    if let Some(resumed) = m.resumed {
+        value["resumed"] = json!(resumed);
+        value["resumed_share"] = json!(round(resumed as f64 / m.ok.max(1) as f64, 4));
+    }
+    if let Some(negotiated) = &m.negotiated {
+        value["negotiated"] = json!(negotiated);
     }
     value
 }

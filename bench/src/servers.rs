@@ -7,6 +7,14 @@
 //! hosts (`r1.bench.local` …) pointing at the same backend: Weir gets 10,000 Routes, nginx
 //! 10,000 `server` blocks, HAProxy a 10,000-line host map (its idiomatic host routing), Envoy
 //! 10,000 virtual hosts in its route configuration.
+//!
+//! Two variations, each only in the scenarios that ask for it (the others' configurations are
+//! exactly as above): a **TLS listener** beside the plain one, serving the one certificate of
+//! the run (tls.rs) with ALPN `h2` and `http/1.1` and session resumption as each proxy does it
+//! by default (tickets, and a session cache where the proxy keeps one), still proxying to the
+//! plain HTTP/1.1 backend; and **h2c to the backend** instead of HTTP/1.1 (Weir by the
+//! Service port's `appProtocol`, HAProxy `proto h2`, Envoy `http2_protocol_options`; nginx
+//! cannot, see [`NGINX_NO_H2C_UPSTREAM`]).
 
 use std::{
     fmt::Write as _,
@@ -17,6 +25,8 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use crate::{load::Load, tls::Certificate};
 
 /// The host every benchmark request is for.
 pub const HOST: &str = "bench.local";
@@ -106,6 +116,38 @@ impl Placement {
     }
 }
 
+/// The protocol the proxies speak to the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// Pooled keep-alive HTTP/1.1 connections.
+    Http1,
+    /// HTTP/2 without TLS (prior knowledge), streams multiplexed on few connections.
+    H2c,
+}
+
+impl Upstream {
+    pub fn key(self) -> &'static str {
+        match self {
+            Upstream::Http1 => "http1",
+            Upstream::H2c => "h2c",
+        }
+    }
+}
+
+/// Why nginx sits out the h2c-upstream scenario.
+pub const NGINX_NO_H2C_UPSTREAM: &str = "nginx cannot proxy plain HTTP to an h2c upstream \
+                                         (proxy_pass speaks HTTP/1.x only; HTTP/2 upstream is \
+                                         grpc_pass, for gRPC)";
+
+/// What a scenario asks of every proxy's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct ProxySetup<'a> {
+    pub routes: usize,
+    /// A TLS listener serving this certificate, beside the plain one.
+    pub tls: Option<&'a Certificate>,
+    pub upstream: Upstream,
+}
+
 /// The programs the harness starts.
 pub struct Programs {
     pub weir: PathBuf,
@@ -136,12 +178,26 @@ pub struct Running {
     pub port: u16,
     /// h2c port: nginx needs a listener of its own for h2c without TLS.
     pub h2c_port: u16,
+    /// The TLS listener's port, if the scenario asked for one.
+    pub tls_port: Option<u16>,
     pub log: PathBuf,
 }
 
 impl Running {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The port a load goes to: the TLS listener, the h2c one, or the plain one.
+    pub fn port_for(&self, load: &Load) -> Result<u16, String> {
+        if load.tls {
+            self.tls_port
+                .ok_or_else(|| "the scenario needs a TLS listener and has none".into())
+        } else if load.h2c_streams.is_some() {
+            Ok(self.h2c_port)
+        } else {
+            Ok(self.port)
+        }
     }
 
     /// Stops the process: SIGTERM, then SIGKILL if it lingers.
@@ -215,24 +271,33 @@ pub fn start_backend(
         child,
         port,
         h2c_port: port,
+        tls_port: None,
         log,
     })
 }
 
-/// Writes the proxy's configuration for `routes` routes and starts it.
+/// Writes the proxy's configuration for `setup` and starts it.
 pub fn start_proxy(
     target: Target,
     programs: &Programs,
     placement: Placement,
     backend_port: u16,
-    routes: usize,
+    setup: &ProxySetup,
     dir: &Path,
 ) -> Result<Running, String> {
+    if target == Target::Nginx && setup.upstream == Upstream::H2c {
+        return Err(NGINX_NO_H2C_UPSTREAM.into());
+    }
+    let routes = setup.routes;
     let port = free_port().map_err(|e| e.to_string())?;
     let h2c_port = if target == Target::Nginx {
         free_port().map_err(|e| e.to_string())?
     } else {
         port
+    };
+    let tls = match setup.tls {
+        Some(certificate) => Some((free_port().map_err(|e| e.to_string())?, certificate)),
+        None => None,
     };
     let dir = dir.join(target.key());
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -243,7 +308,7 @@ pub fn start_proxy(
         Target::Weir | Target::WeirBaseline => {
             let config = dir.join("config");
             fs::create_dir_all(&config).map_err(|e| e.to_string())?;
-            for (name, yaml) in weir_config(backend_port, routes) {
+            for (name, yaml) in weir_config(backend_port, routes, setup.tls, setup.upstream) {
                 write(&config.join(name), &yaml)?;
             }
             let admin = free_port().map_err(|e| e.to_string())?;
@@ -262,13 +327,16 @@ pub fn start_proxy(
                 .args(["--admin", &format!("127.0.0.1:{admin}")])
                 .args(["--threads", &workers.to_string()])
                 .args(["--log-format", "json", "--drain-timeout", "1s"]);
+            if let Some((tls_port, _)) = tls {
+                command.args(["--listen-tls", &format!("127.0.0.1:{tls_port}")]);
+            }
             command
         }
         Target::Nginx => {
             let conf = dir.join("nginx.conf");
             write(
                 &conf,
-                &nginx_config(backend_port, port, h2c_port, routes, workers, &dir),
+                &nginx_config(backend_port, port, h2c_port, tls, routes, workers, &dir),
             )?;
             let mut command = pinned(placement.proxy_cpus(), &programs.nginx);
             command
@@ -284,7 +352,10 @@ pub fn start_proxy(
             let map = dir.join("hosts.map");
             write(&map, &haproxy_map(routes))?;
             let conf = dir.join("haproxy.cfg");
-            write(&conf, &haproxy_config(backend_port, port, workers, &map))?;
+            write(
+                &conf,
+                &haproxy_config(backend_port, port, tls, setup.upstream, workers, &map),
+            )?;
             let mut command = pinned(placement.proxy_cpus(), &programs.haproxy);
             command.arg("-db").arg("-f").arg(&conf);
             command
@@ -292,7 +363,10 @@ pub fn start_proxy(
         Target::Envoy => {
             let envoy = programs.envoy.as_ref().ok_or("Envoy is not installed")?;
             let conf = dir.join("envoy.yaml");
-            write(&conf, &envoy_config(backend_port, port, routes))?;
+            write(
+                &conf,
+                &envoy_config(backend_port, port, tls, setup.upstream, routes),
+            )?;
             let mut command = pinned(placement.proxy_cpus(), envoy);
             command
                 .arg("-c")
@@ -314,11 +388,13 @@ pub fn start_proxy(
         child,
         port,
         h2c_port,
+        tls_port: tls.map(|(port, _)| port),
         log,
     })
 }
 
-/// Polls until `port` answers 200 for the bench host, the process exits, or `limit` passes.
+/// Polls until `port` (and the TLS port, if any: certificates may go live after the routes)
+/// answers 200 for the bench host, the process exits, or `limit` passes.
 pub fn wait_ready(running: &mut Running, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     loop {
@@ -326,7 +402,11 @@ pub fn wait_ready(running: &mut Running, limit: Duration) -> Result<(), String> 
             let log = fs::read_to_string(&running.log).unwrap_or_default();
             return Err(format!("exited with {status} before it was ready:\n{log}"));
         }
-        if get_status(running.port) == Some(200) {
+        if get_status(running.port) == Some(200)
+            && running
+                .tls_port
+                .is_none_or(|port| crate::tls::get_status(port) == Some(200))
+        {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -348,6 +428,27 @@ pub fn get_status(port: u16) -> Option<u16> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// The HTTP version the backend saw for a request through `port` (weir-echo's JSON answer to
+/// a request without `?size`, field `version`, e.g. `HTTP/2.0`).
+pub fn backend_version(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    // The proxy closes after the answer; a timeout still leaves what arrived.
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let body = &text[text.find("\r\n\r\n")? + 4..];
+    // The object, whether the proxy sent it with a length or as one chunk.
+    let json: serde_json::Value =
+        serde_json::from_str(&body[body.find('{')?..=body.rfind('}')?]).ok()?;
+    json["version"].as_str().map(str::to_owned)
 }
 
 fn file(path: &Path) -> Result<fs::File, String> {
@@ -372,15 +473,42 @@ fn hosts(routes: usize) -> impl Iterator<Item = String> {
 const ROUTES_PER_FILE: usize = 500;
 
 /// A Service, its EndpointSlice and one Route per host, as Weir's standalone mode reads them:
-/// `(file name, YAML)` pairs.
-pub fn weir_config(backend_port: u16, routes: usize) -> Vec<(String, String)> {
+/// `(file name, YAML)` pairs. With `tls`, a `kubernetes.io/tls` Secret too, named by the bench
+/// host's Route (`tls: [{secretName: bench-tls}]`, for the Route's hosts); with an h2c
+/// upstream, the Service port says so (`appProtocol: kubernetes.io/h2c`).
+pub fn weir_config(
+    backend_port: u16,
+    routes: usize,
+    tls: Option<&Certificate>,
+    upstream: Upstream,
+) -> Vec<(String, String)> {
+    let app_protocol = match upstream {
+        Upstream::Http1 => "",
+        Upstream::H2c => ", appProtocol: kubernetes.io/h2c",
+    };
     let backend = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: echo}}\nspec:\n  ports: [{{name: http, port: 8080}}]\n\
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: echo}}\nspec:\n  ports: [{{name: http, port: 8080{app_protocol}}}]\n\
          ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: echo\n  \
          labels: {{kubernetes.io/service-name: echo}}\naddressType: IPv4\n\
          endpoints: [{{addresses: [\"127.0.0.1\"]}}]\nports: [{{name: http, port: {backend_port}}}]\n"
     );
     let mut files = vec![("backend.yaml".to_owned(), backend)];
+    if let Some(certificate) = tls {
+        let indent = |pem: &str| {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        files.push((
+            "tls.yaml".to_owned(),
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: bench-tls}}\ntype: kubernetes.io/tls\n\
+                 stringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+                indent(&certificate.cert_pem),
+                indent(&certificate.key_pem)
+            ),
+        ));
+    }
     for (index, host) in hosts(routes).enumerate() {
         if index % ROUTES_PER_FILE == 0 {
             files.push((
@@ -394,10 +522,15 @@ pub fn weir_config(backend_port: u16, routes: usize) -> Vec<(String, String)> {
         } else {
             format!("r{index}")
         };
+        let route_tls = if index == 0 && tls.is_some() {
+            "  tls: [{secretName: bench-tls}]\n"
+        } else {
+            ""
+        };
         let _ = write!(
             yaml,
             "---\napiVersion: weir.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}}}\nspec:\n  \
-             hosts: [\"{host}\"]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /}}}}]\n    \
+             hosts: [\"{host}\"]\n{route_tls}  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /}}}}]\n    \
              backends: [{{service: {{name: echo, port: 8080}}}}]\n"
         );
     }
@@ -408,14 +541,36 @@ pub fn weir_config(backend_port: u16, routes: usize) -> Vec<(String, String)> {
 ///
 /// Per core it runs as one process (`master_process off`); on all cores, a master and one
 /// worker per core, as nginx is deployed.
+///
+/// With `tls`, every server also listens with `ssl http2` on the TLS port (nginx 1.22's
+/// syntax; `http2 on` came in 1.25.1), so ALPN offers `h2` and `http/1.1`; the certificate,
+/// a shared session cache and session tickets (nginx's default, keys made by OpenSSL at
+/// start) are set for all servers.
 pub fn nginx_config(
     backend_port: u16,
     port: u16,
     h2c_port: u16,
+    tls: Option<(u16, &Certificate)>,
     routes: usize,
     workers: usize,
     dir: &Path,
 ) -> String {
+    let (tls_settings, tls_default_listen, tls_listen) = match tls {
+        Some((tls_port, certificate)) => (
+            format!(
+                "  ssl_certificate {};\n  ssl_certificate_key {};\n  \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_session_cache shared:SSL:10m;\n  \
+                 ssl_session_timeout 1h;\n  ssl_session_tickets on;\n",
+                certificate.cert.display(),
+                certificate.key.display()
+            ),
+            format!(
+                "    listen 127.0.0.1:{tls_port} default_server ssl http2 reuseport backlog=4096;\n"
+            ),
+            format!("    listen 127.0.0.1:{tls_port} ssl http2;\n"),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
     let dir = dir.display();
     let master = if workers == 1 { "off" } else { "on" };
     let mut conf = format!(
@@ -428,16 +583,17 @@ pub fn nginx_config(
          proxy_http_version 1.1;\n  proxy_set_header Connection \"\";\n  proxy_set_header Host $host;\n  \
          proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n  \
          proxy_set_header X-Forwarded-Proto $scheme;\n  proxy_set_header X-Forwarded-Host $host;\n  \
-         proxy_buffers 16 8k;\n  proxy_busy_buffers_size 64k;\n\
+         proxy_buffers 16 8k;\n  proxy_busy_buffers_size 64k;\n{tls_settings}\
          \n  upstream echo {{\n    server 127.0.0.1:{backend_port};\n    keepalive 512;\n    \
          keepalive_requests 1000000;\n  }}\n\
          \n  server {{\n    listen 127.0.0.1:{port} default_server reuseport backlog=4096;\n    \
-         listen 127.0.0.1:{h2c_port} default_server http2 reuseport backlog=4096;\n    return 404;\n  }}\n"
+         listen 127.0.0.1:{h2c_port} default_server http2 reuseport backlog=4096;\n{tls_default_listen}    \
+         return 404;\n  }}\n"
     );
     for host in hosts(routes) {
         let _ = write!(
             conf,
-            "  server {{\n    listen 127.0.0.1:{port};\n    listen 127.0.0.1:{h2c_port} http2;\n    \
+            "  server {{\n    listen 127.0.0.1:{port};\n    listen 127.0.0.1:{h2c_port} http2;\n{tls_listen}    \
              server_name {host};\n    location / {{\n      proxy_pass http://echo;\n    }}\n  }}\n"
         );
     }
@@ -451,8 +607,35 @@ pub fn haproxy_map(routes: usize) -> String {
 }
 
 /// HAProxy: host routing through a map, connection reuse to the backend, no logging.
-pub fn haproxy_config(backend_port: u16, port: u16, threads: usize, map: &Path) -> String {
+///
+/// With `tls`, a second frontend with the same rules binds the TLS port (`ssl crt` with
+/// certificate and key in one file, `alpn h2,http/1.1`; HAProxy's defaults for resumption: a
+/// shared session cache of 20,000 entries, `tune.ssl.cachesize`, and tickets with keys made by
+/// OpenSSL at start) and says `X-Forwarded-Proto: https`. With an h2c upstream, the server
+/// line has `proto h2`.
+pub fn haproxy_config(
+    backend_port: u16,
+    port: u16,
+    tls: Option<(u16, &Certificate)>,
+    upstream: Upstream,
+    threads: usize,
+    map: &Path,
+) -> String {
     let map = map.display();
+    let tls_frontend = match tls {
+        Some((tls_port, certificate)) => format!(
+            "frontend bench_tls\n  bind 127.0.0.1:{tls_port} ssl crt {} alpn h2,http/1.1\n  \
+             option forwardfor\n  http-request set-header X-Forwarded-Proto https\n  \
+             http-request set-header X-Forwarded-Host %[req.hdr(host)]\n  \
+             use_backend %[req.hdr(host),field(1,:),lower,map({map})]\n  default_backend no_route\n\n",
+            certificate.combined.display()
+        ),
+        None => String::new(),
+    };
+    let proto = match upstream {
+        Upstream::Http1 => "",
+        Upstream::H2c => " proto h2",
+    };
     format!(
         "global\n  nbthread {threads}\n  maxconn 8192\n\n\
          defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  \
@@ -461,7 +644,8 @@ pub fn haproxy_config(backend_port: u16, port: u16, threads: usize, map: &Path) 
          http-request set-header X-Forwarded-Proto http\n  \
          http-request set-header X-Forwarded-Host %[req.hdr(host)]\n  \
          use_backend %[req.hdr(host),field(1,:),lower,map({map})]\n  default_backend no_route\n\n\
-         backend be_echo\n  http-reuse always\n  server echo 127.0.0.1:{backend_port}\n\n\
+         {tls_frontend}\
+         backend be_echo\n  http-reuse always\n  server echo 127.0.0.1:{backend_port}{proto}\n\n\
          backend no_route\n  http-request return status 404\n"
     )
 }
@@ -484,14 +668,62 @@ pub fn haproxy_config(backend_port: u16, port: u16, threads: usize, map: &Path) 
 /// - `strip_any_host_port`: a `Host` with a port matches its host, as in nginx and HAProxy.
 /// - The cluster's circuit breakers are raised from 1,024 so that they never turn load into
 ///   503s; upstream connections are HTTP/1.1 and pooled per worker by default.
-pub fn envoy_config(backend_port: u16, port: u16, routes: usize) -> String {
-    let mut conf = format!(
-        "static_resources:\n  listeners:\n  - name: bench\n    \
+/// - With `tls`, a second listener with the same connection manager and a
+///   `DownstreamTlsContext` (ALPN `h2`, `http/1.1`); with an h2c upstream, the cluster's
+///   `HttpProtocolOptions` say `explicit_http_config: {http2_protocol_options: {}}`.
+pub fn envoy_config(
+    backend_port: u16,
+    port: u16,
+    tls: Option<(u16, &Certificate)>,
+    upstream: Upstream,
+    routes: usize,
+) -> String {
+    let mut conf = String::from("static_resources:\n  listeners:\n");
+    envoy_listener(&mut conf, "bench", port, "", routes);
+    if let Some((tls_port, certificate)) = tls {
+        // Envoy's defaults for resumption: stateless tickets with keys BoringSSL makes at
+        // start (no `session_ticket_keys`) and BoringSSL's session cache.
+        let transport = format!(
+            "transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \
+             \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n          \
+             common_tls_context:\n            alpn_protocols: [h2, http/1.1]\n            tls_certificates:\n            \
+             - certificate_chain: {{filename: \"{}\"}}\n              private_key: {{filename: \"{}\"}}\n      ",
+            certificate.cert.display(),
+            certificate.key.display()
+        );
+        envoy_listener(&mut conf, "bench_tls", tls_port, &transport, routes);
+    }
+    let protocol = match upstream {
+        Upstream::Http1 => "",
+        Upstream::H2c => {
+            "    typed_extension_protocol_options:\n      \
+             envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \
+             \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        \
+             explicit_http_config: {http2_protocol_options: {}}\n"
+        }
+    };
+    let _ = write!(
+        conf,
+        "  clusters:\n  - name: echo\n    type: STATIC\n    connect_timeout: 5s\n    \
+         circuit_breakers: {{thresholds: [{{max_connections: 1000000, max_pending_requests: 1000000, \
+         max_requests: 1000000}}]}}\n{protocol}    load_assignment:\n      cluster_name: echo\n      \
+         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: \
+         {{address: 127.0.0.1, port_value: {backend_port}}}}}}}}}]}}]\n"
+    );
+    conf
+}
+
+/// One Envoy listener with the HTTP connection manager and its route configuration;
+/// `transport` is the filter chain's `transport_socket` (TLS), or empty.
+fn envoy_listener(conf: &mut String, name: &str, port: u16, transport: &str, routes: usize) {
+    let _ = write!(
+        conf,
+        "  - name: {name}\n    \
          address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n    \
-         filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n        \
+         filter_chains:\n    - {transport}filters:\n      - name: envoy.filters.network.http_connection_manager\n        \
          typed_config:\n          \
          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          \
-         stat_prefix: bench\n          codec_type: AUTO\n          use_remote_address: true\n          \
+         stat_prefix: {name}\n          codec_type: AUTO\n          use_remote_address: true\n          \
          xff_num_trusted_hops: 0\n          generate_request_id: false\n          \
          strip_any_host_port: true\n          http_filters:\n          - name: envoy.filters.http.router\n            \
          typed_config:\n              \
@@ -508,13 +740,4 @@ pub fn envoy_config(backend_port: u16, port: u16, routes: usize) -> String {
              routes: [{{match: {{prefix: /}}, route: {{cluster: echo}}}}]}}"
         );
     }
-    let _ = write!(
-        conf,
-        "  clusters:\n  - name: echo\n    type: STATIC\n    connect_timeout: 5s\n    \
-         circuit_breakers: {{thresholds: [{{max_connections: 1000000, max_pending_requests: 1000000, \
-         max_requests: 1000000}}]}}\n    load_assignment:\n      cluster_name: echo\n      \
-         endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: \
-         {{address: 127.0.0.1, port_value: {backend_port}}}}}}}}}]}}]\n"
-    );
-    conf
 }

@@ -4,7 +4,12 @@
 //! (and the baseline Weir, if the run had one): requests per second as delivered, requests per
 //! proxy CPU-second (what one saturated core serves; the fair per-core figure when the client
 //! side was the limit), and p99 latency on a log scale. A proxy the run did not measure (Envoy
-//! not installed, no baseline) has no bars and no legend entry.
+//! not installed, no baseline) has no bars and no legend entry; one that cannot do a scenario
+//! (nginx in h2c-upstream) has "n/a" where its bar would be.
+//!
+//! The TLS handshake scenarios count handshakes, not requests: they get a row of their own
+//! below, handshakes per second and handshakes per proxy CPU-second, and stay out of the
+//! three panels above.
 
 use std::process::ExitCode;
 
@@ -49,6 +54,13 @@ fn main() -> ExitCode {
 struct Group {
     label: String,
     values: Vec<Option<f64>>,
+    /// Per proxy: it cannot do the scenario (drawn as "n/a").
+    not_applicable: Vec<bool>,
+}
+
+/// Whether a scenario counts handshakes (`"unit": "handshakes"`) rather than requests.
+fn counts_handshakes(scenario: &Value) -> bool {
+    scenario["unit"].as_str() == Some("handshakes")
 }
 
 /// The proxies with results in any scenario, in `PROXIES` order.
@@ -63,11 +75,18 @@ fn measured(results: &Value) -> Vec<(&'static str, Series)> {
         .collect()
 }
 
-fn groups(results: &Value, proxies: &[(&str, Series)], field: &str) -> Vec<Group> {
+/// The groups of the scenarios that count handshakes (`handshakes`) or requests.
+fn groups(
+    results: &Value,
+    proxies: &[(&str, Series)],
+    field: &str,
+    handshakes: bool,
+) -> Vec<Group> {
     results["scenarios"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|scenario| counts_handshakes(scenario) == handshakes)
         .map(|scenario| Group {
             label: format!(
                 "{}{}",
@@ -82,6 +101,10 @@ fn groups(results: &Value, proxies: &[(&str, Series)], field: &str) -> Vec<Group
                 .iter()
                 .map(|(key, _)| scenario["results"][key][field].as_f64())
                 .collect(),
+            not_applicable: proxies
+                .iter()
+                .map(|(key, _)| scenario["not_applicable"].get(key).is_some())
+                .collect(),
         })
         .collect()
 }
@@ -90,14 +113,19 @@ fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::
     let results: Value = serde_json::from_str(&std::fs::read_to_string(results_path)?)?;
     let proxies = measured(&results);
     let series: Vec<Series> = proxies.iter().map(|(_, series)| *series).collect();
-    let throughput = groups(&results, &proxies, "rps");
+    let throughput = groups(&results, &proxies, "rps", false);
     // `rps_per_core` holds requests per proxy CPU-second.
-    let per_cpu_second = groups(&results, &proxies, "rps_per_core");
-    let latency = groups(&results, &proxies, "p99_us");
+    let per_cpu_second = groups(&results, &proxies, "rps_per_core", false);
+    let latency = groups(&results, &proxies, "p99_us", false);
+    // The same fields count handshakes in the handshake scenarios.
+    let handshakes = groups(&results, &proxies, "rps", true);
+    let handshakes_per_cpu_second = groups(&results, &proxies, "rps_per_core", true);
     // About 35 pixels per bar, so that the value labels above the bars stay apart.
     let group_width = 25 + 35 * series.len() as u32;
-    let width = 160 + group_width * throughput.len() as u32;
-    let root = SVGBackend::new(chart_path, (width.max(900), 1110)).into_drawing_area();
+    let width = (160 + group_width * throughput.len() as u32)
+        .max(2 * (160 + group_width * handshakes.len() as u32));
+    let height = if handshakes.is_empty() { 1110 } else { 1480 };
+    let root = SVGBackend::new(chart_path, (width.max(900), height)).into_drawing_area();
     root.fill(&WHITE)?;
     let names: Vec<&str> = series.iter().map(|(label, _)| *label).collect();
     let title = format!(
@@ -114,7 +142,13 @@ fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::
             format!("{v:.0}")
         }
     };
-    let panels = root.split_evenly((3, 1));
+    // The handshake row, if any, takes the 370 pixels added below the three panels.
+    let (panels, handshake_row) = if handshakes.is_empty() {
+        (root.split_evenly((3, 1)), None)
+    } else {
+        let (requests, row) = root.split_vertically(root.dim_in_pixel().1 - 370);
+        (requests.split_evenly((3, 1)), Some(row))
+    };
     panel(
         &panels[0],
         &series,
@@ -139,6 +173,25 @@ fn draw(results_path: &str, chart_path: &str) -> Result<(), Box<dyn std::error::
         true,
         |v| format!("{v:.0}"),
     )?;
+    if let Some(row) = handshake_row {
+        let row = row.split_evenly((1, 2));
+        panel(
+            &row[0],
+            &series,
+            &handshakes,
+            "TLS handshakes per second (1 request each; higher is better)",
+            false,
+            thousands,
+        )?;
+        panel(
+            &row[1],
+            &series,
+            &handshakes_per_cpu_second,
+            "TLS handshakes per proxy CPU-second (higher is better)",
+            false,
+            thousands,
+        )?;
+    }
     root.present()?;
     Ok(())
 }
@@ -222,6 +275,26 @@ where
                         )
                 }))?;
             }
+            // "n/a" where the bar of a proxy that cannot do the scenario would be.
+            chart.draw_series(groups.iter().enumerate().flat_map(|(g, group)| {
+                group
+                    .not_applicable
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, na)| **na)
+                    .map(move |(index, _)| {
+                        let left = g as f64 - 0.4 + bar_width * index as f64;
+                        EmptyElement::at((left + bar_width / 2.0, $floor))
+                            + Text::new(
+                                "n/a",
+                                (0, -4),
+                                ("sans-serif", 11)
+                                    .into_font()
+                                    .color(&BLACK)
+                                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                            )
+                    })
+            }))?;
             chart.draw_series(groups.iter().enumerate().map(|(g, group)| {
                 EmptyElement::at((g as f64, $floor))
                     + Text::new(
