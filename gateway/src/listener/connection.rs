@@ -50,6 +50,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{
     ListenerSettings,
+    gate::Gated,
     sniff::{ClientStream, FIRST_READ, sniff},
 };
 use crate::proxy::{Peer, Proxy, ProxyBody};
@@ -112,6 +113,7 @@ impl Connection {
             None => {
                 let mut first = BytesMut::with_capacity(FIRST_READ);
                 let sniffed = tokio::select! {
+                    biased;
                     sniffed = tokio::time::timeout(header_timeout, sniff(&mut stream, &mut first)) => sniffed,
                     _ = stop.wait_for(|stopping| *stopping) => return,
                 };
@@ -136,32 +138,47 @@ impl Connection {
                 self.serve_http(io, http2, false, bytes_read, Some(raw_fd), stop)
                     .await;
             }
+            // Boxed: a TLS connection's state is several times a plain one's, and every
+            // connection's task would otherwise be that large (and copied that much).
             Some(config) => {
-                let io = ClientStream {
-                    prefix: Bytes::new(),
-                    stream,
-                    bytes_read: bytes_read.clone(),
-                };
-                let handshake = tokio::select! {
-                    handshake = tokio::time::timeout(header_timeout, TlsAcceptor::from(config).accept(io)) => handshake,
-                    _ = stop.wait_for(|stopping| *stopping) => return,
-                };
-                let stream = match handshake {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%client_address, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%client_address, "TLS handshake not done within the header timeout; closed");
-                        return;
-                    }
-                };
-                let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                self.serve_http(stream, http2, true, bytes_read, None, stop)
-                    .await;
+                Box::pin(self.serve_tls(config, stream, bytes_read, stop)).await;
             }
         }
+    }
+
+    /// Runs the TLS handshake (within the header timeout), then serves HTTP inside it.
+    async fn serve_tls(
+        self,
+        config: Arc<ServerConfig>,
+        stream: TcpStream,
+        bytes_read: Arc<AtomicU64>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let client_address = self.client_address;
+        let header_timeout = self.servers.settings.header_timeout;
+        let io = ClientStream {
+            prefix: Bytes::new(),
+            stream,
+            bytes_read: bytes_read.clone(),
+        };
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(header_timeout, TlsAcceptor::from(config).accept(io)) => handshake,
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%client_address, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%client_address, "TLS handshake not done within the header timeout; closed");
+                return;
+            }
+        };
+        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.serve_http(stream, http2, true, bytes_read, None, stop)
+            .await;
     }
 
     /// Serves HTTP on `io` until the client leaves, the watchdog closes the connection, or
@@ -198,8 +215,9 @@ impl Connection {
         let settings = &self.servers.settings;
         let io = TokioIo::new(io);
         let ended = if http2 {
+            // Boxed, as TLS is: HTTP/2's connection state is much larger than HTTP/1.1's.
             let connection = self.servers.http2.serve_connection(io, service);
-            drive(connection, &watched, settings, false, raw_fd, stop).await
+            Box::pin(drive(connection, &watched, settings, false, raw_fd, stop)).await
         } else {
             let connection = self
                 .servers
@@ -275,31 +293,62 @@ async fn drive(
 ) -> Ended {
     let mut connection = pin!(connection);
     let mut watchdog = pin!(watchdog(context, settings, http1));
-    let (mut stopping, mut watching) = (false, true);
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => return Ended::Closed(result),
-            _ = stop.wait_for(|stopping| *stopping), if !stopping => {
-                stopping = true;
-                connection.as_mut().graceful_shutdown();
+    // Shutdown and the watchdog, gated: polled only when their own channel or timer fires,
+    // not at every wake-up of the connection (several per request).
+    let first = {
+        // Shutdown and the watchdog, gated: polled only when their own channel or timer
+        // fires, not at every wake-up of the connection (several per request).
+        let mut events = pin!(Gated::new(async {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopping| *stopping) => Event::Stop,
+                expired = watchdog.as_mut() => Event::Expired(expired),
             }
-            expired = &mut watchdog, if watching => {
-                watching = false;
-                match expired {
-                    Expired::Idle => connection.as_mut().graceful_shutdown(),
-                    Expired::HeaderTimeout => {
-                        // A duplicate keeps the socket open once hyper's stream is dropped.
-                        let socket = raw_fd.and_then(|fd| {
-                            // SAFETY: `fd` is the connection's socket, open while `connection`
-                            // (which owns it) is alive, as it is here.
-                            unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().ok()
-                        });
-                        return Ended::HeaderTimeout(socket);
-                    }
-                }
+        }));
+        tokio::select! {
+            // The connection first: it is what wakes the task nearly every time.
+            biased;
+            result = connection.as_mut() => return Ended::Closed(result),
+            event = events.as_mut() => event,
+        }
+    };
+    let expired = match first {
+        Event::Expired(expired) => expired,
+        Event::Stop => {
+            connection.as_mut().graceful_shutdown();
+            // Draining: the watchdog still closes a connection that stalls.
+            let mut watchdog = pin!(Gated::new(watchdog.as_mut()));
+            tokio::select! {
+                biased;
+                result = connection.as_mut() => return Ended::Closed(result),
+                expired = watchdog.as_mut() => expired,
             }
         }
+    };
+    match expired {
+        // Idle: let hyper close it (HTTP/2: GOAWAY), then it ends on its own.
+        Expired::Idle => {
+            connection.as_mut().graceful_shutdown();
+            Ended::Closed(connection.await)
+        }
+        Expired::HeaderTimeout => {
+            // A duplicate keeps the socket open once hyper's stream is dropped.
+            let socket = raw_fd.and_then(|fd| {
+                // SAFETY: `fd` is the connection's socket, open while `connection`
+                // (which owns it) is alive, as it is here.
+                unsafe { BorrowedFd::borrow_raw(fd) }
+                    .try_clone_to_owned()
+                    .ok()
+            });
+            Ended::HeaderTimeout(socket)
+        }
     }
+}
+
+/// What the gated side of a connection reports.
+enum Event {
+    Stop,
+    Expired(Expired),
 }
 
 /// Why the watchdog fired.
@@ -313,8 +362,11 @@ enum Expired {
 async fn watchdog(context: &ConnContext, settings: &ListenerSettings, http1: bool) -> Expired {
     let tick = (settings.header_timeout.min(settings.idle_timeout) / 4)
         .clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut ticks = tokio::time::interval(tick);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer, reset after each look (an `Interval` would box its own). The first look is
+    // a tick from now, not at once: a timer due at once is earlier than any other, and
+    // setting one costs a wake-up of the I/O driver (a system call) per connection.
+    let ticks = tokio::time::sleep(tick);
+    let mut ticks = pin!(ticks);
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     // Since when nothing has been in flight, and the counters then.
     let mut waiting_since = Instant::now();
@@ -323,8 +375,9 @@ async fn watchdog(context: &ConnContext, settings: &ListenerSettings, http1: boo
     let mut bytes_then = 0;
     let mut partial_since: Option<Instant> = None;
     loop {
-        ticks.tick().await;
+        ticks.as_mut().await;
         let now = Instant::now();
+        ticks.as_mut().reset(now + tick);
         let started = load(&context.requests_started);
         if started != load(&context.responses_finished) || started != started_then {
             // Busy, or a request came and went since the last look: start over.
