@@ -99,10 +99,9 @@ pub fn route(
                     },
                     weight: 1,
                     tls: None,
+                    filters: Vec::new(),
                 }],
-                timeout: None,
-                timeouts: None,
-                max_request_body_size: None,
+                ..RouteRule::default()
             }],
             tls: Vec::new(),
         },

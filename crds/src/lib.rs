@@ -3,12 +3,20 @@
 //! This crate is the contract between users and Weir. It knows nothing of how routes are
 //! served; the control plane reads these types and the gateway never sees them.
 
+pub mod policy;
 pub mod route;
 pub mod validate;
 
+pub use policy::{
+    Backoff, ConsistentHash, DirectResponse, Empty, HashCookie, HeaderModifier, HttpHeader,
+    LoadBalancer, LoadBalancerType, MirrorBackend, OutlierDetection, PathModifier,
+    PathModifierType, RateLimit, RateLimitKey, RequestMirror, RequestRedirect, RetryBudget,
+    RetryPolicy, RouteFilter, UrlRewrite,
+};
 pub use route::{
-    Backend, BackendTls, HeaderMatch, HttpMethod, PathMatch, PathMatchType, Route, RouteMatch,
-    RouteRule, RouteSpec, RouteStatus, RouteTls, RuleTimeouts, ServiceRef,
+    Backend, BackendTls, HeaderMatch, HttpMethod, PathMatch, PathMatchType, QueryParamMatch, Route,
+    RouteMatch, RouteRule, RouteSpec, RouteStatus, RouteTls, RuleTimeouts, ServiceRef,
+    ValueMatchType,
 };
 pub use validate::{
     FieldError, InvalidRoute, InvalidSize, parse_size, parse_timeout, validate_route,

@@ -19,6 +19,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{LoadBalancer, OutlierDetection, RateLimit, RetryPolicy, RouteFilter};
+
 /// Routes HTTP requests for a set of hosts to Services, rule by rule.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -61,16 +63,23 @@ pub struct RouteTls {
 }
 
 /// One rule: requests matching any of `matches` go to `backends`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteRule {
     /// A request matches the rule when it matches any of these. Empty: every request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<RouteMatch>,
-    /// Services that receive the matched requests, chosen by weight.
+    /// What the rule does to a matched request (and its response), applied in a fixed order:
+    /// RequestRedirect or DirectResponse (which answer at once), RequestHeaderModifier,
+    /// URLRewrite, RequestMirror; ResponseHeaderModifier on the way back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<RouteFilter>,
+    /// Services that receive the matched requests, chosen by weight. May be empty only when a
+    /// RequestRedirect or DirectResponse filter answers every request.
+    #[serde(default)]
     pub backends: Vec<Backend>,
-    /// How long to wait for the upstream's response headers, e.g. `10s`, `500ms`, `1m30s`.
-    /// `0s` or absent: no timeout.
+    /// How long to wait for the upstream's response headers on one try, e.g. `10s`, `500ms`,
+    /// `1m30s`. `0s` or absent: no timeout. The same as `timeouts.backendRequest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// Time limits on the rule's requests.
@@ -80,12 +89,32 @@ pub struct RouteRule {
     /// one is answered 413. Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body_size: Option<String>,
+    /// Retries of failed tries, on another endpoint when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// A limit on the rule's request rate, per Weir replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// How each request's endpoint is chosen. Absent: weighted round-robin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
+    /// Endpoints that keep failing are taken out of rotation for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 /// Time limits on a rule's requests, as durations (`10s`, `500ms`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleTimeouts {
+    /// The whole request, every try and backoff included, until the response headers;
+    /// answered 504 when it passes. Absent or `0s`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// One try, until its response headers arrive; a try that takes longer fails with a
+    /// timeout (and may be retried). Absent or `0s`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_request: Option<String>,
     /// The longest the client may pause while sending the request body; a request whose body
     /// stalls longer is answered 408. Absent: the gateway's `--request-body-timeout`; `0s`:
     /// none.
@@ -103,9 +132,13 @@ pub struct RouteMatch {
     /// The request method. Absent: any method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,
-    /// Headers that must be present with exactly these values (names are case-insensitive).
+    /// Headers that must be present with these values (names are case-insensitive).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatch>,
+    /// Query parameters that must be present with these values (names are case-sensitive;
+    /// values are compared percent-decoded; of a parameter given twice, the first counts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<QueryParamMatch>,
 }
 
 /// How the request path is matched.
@@ -160,11 +193,32 @@ impl HttpMethod {
     }
 }
 
-/// A header that must be present with exactly this value.
+/// A header that must be present with a value.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct HeaderMatch {
     pub name: String,
+    /// `Exact` (default) or `RegularExpression` (matched against the whole value).
+    #[serde(rename = "type", default)]
+    pub kind: ValueMatchType,
     pub value: String,
+}
+
+/// A query parameter that must be present with a value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct QueryParamMatch {
+    pub name: String,
+    /// `Exact` (default) or `RegularExpression` (matched against the whole value).
+    #[serde(rename = "type", default)]
+    pub kind: ValueMatchType,
+    pub value: String,
+}
+
+/// How a header or query parameter's value is matched.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ValueMatchType {
+    #[default]
+    Exact,
+    RegularExpression,
 }
 
 /// A Service in the Route's namespace, and the share of traffic it gets.
@@ -179,6 +233,10 @@ pub struct Backend {
     /// `appProtocol`, as without TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<BackendTls>,
+    /// Filters for requests sent to this backend, after the rule's: RequestHeaderModifier and
+    /// ResponseHeaderModifier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<RouteFilter>,
 }
 
 /// TLS to a backend.

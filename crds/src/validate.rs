@@ -8,7 +8,10 @@ use std::{fmt, time::Duration};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::route::{PathMatchType, RouteSpec};
+use crate::{
+    policy::{HeaderModifier, LoadBalancerType, PathModifier, PathModifierType, RouteFilter},
+    route::{PathMatchType, RouteRule, RouteSpec, ValueMatchType},
+};
 
 /// Longest path or header value accepted, as in Gateway API.
 const MAX_VALUE_LEN: usize = 1024;
@@ -84,22 +87,34 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
                         "must be a valid HTTP header name",
                     );
                 }
-                if header.value.len() > MAX_VALUE_LEN
-                    || header
-                        .value
-                        .bytes()
-                        .any(|b| b.is_ascii_control() && b != b'\t')
-                {
+                if let Err(reason) = check_match_value(header.kind, &header.value) {
+                    fail(format!("{at}.headers[{h}].value"), reason);
+                }
+            }
+            for (q, query) in route_match.query_params.iter().enumerate() {
+                if query.name.is_empty() || query.name.len() > 256 {
                     fail(
-                        format!("{at}.headers[{h}].value"),
-                        "must be at most 1024 characters without control characters",
+                        format!("{at}.queryParams[{q}].name"),
+                        "must be 1 to 256 characters",
                     );
+                }
+                if let Err(reason) = check_match_value(query.kind, &query.value) {
+                    fail(format!("{at}.queryParams[{q}].value"), reason);
                 }
             }
         }
-        if rule.backends.is_empty() {
-            fail(format!("{at}.backends"), "at least one backend is required");
+        let answers_itself = rule
+            .filters
+            .iter()
+            .any(|filter| matches!(filter.kind.as_str(), "RequestRedirect" | "DirectResponse"));
+        if rule.backends.is_empty() && !answers_itself {
+            fail(
+                format!("{at}.backends"),
+                "at least one backend is required (unless a RequestRedirect or DirectResponse filter answers)",
+            );
         }
+        check_filters(rule, &at, &mut fail);
+        check_policies(rule, &at, &mut fail);
         for (b, backend) in rule.backends.iter().enumerate() {
             let at = format!("{at}.backends[{b}]");
             if check_dns_label(&backend.service.name).is_err() {
@@ -121,6 +136,20 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
             if backend.weight > 1_000_000 {
                 fail(format!("{at}.weight"), "must be at most 1000000");
             }
+            for (f, filter) in backend.filters.iter().enumerate() {
+                let at = format!("{at}.filters[{f}]");
+                if !matches!(
+                    filter.kind.as_str(),
+                    "RequestHeaderModifier" | "ResponseHeaderModifier"
+                ) {
+                    fail(
+                        format!("{at}.type"),
+                        "a backend's filters may be RequestHeaderModifier or ResponseHeaderModifier",
+                    );
+                    continue;
+                }
+                check_filter(filter, &at, false, &mut fail);
+            }
         }
         if let Some(timeout) = &rule.timeout
             && parse_timeout(timeout).is_err()
@@ -130,14 +159,27 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
                 "must be a duration such as 10s, 500ms or 1m30s",
             );
         }
-        if let Some(timeouts) = &rule.timeouts
-            && let Some(request_body) = &timeouts.request_body
-            && parse_timeout(request_body).is_err()
-        {
-            fail(
-                format!("{at}.timeouts.requestBody"),
-                "must be a duration such as 10s, 500ms or 1m30s",
-            );
+        if let Some(timeouts) = &rule.timeouts {
+            for (field, value) in [
+                ("request", &timeouts.request),
+                ("backendRequest", &timeouts.backend_request),
+                ("requestBody", &timeouts.request_body),
+            ] {
+                if let Some(value) = value
+                    && parse_timeout(value).is_err()
+                {
+                    fail(
+                        format!("{at}.timeouts.{field}"),
+                        "must be a duration such as 10s, 500ms or 1m30s",
+                    );
+                }
+            }
+            if rule.timeout.is_some() && timeouts.backend_request.is_some() {
+                fail(
+                    format!("{at}.timeouts.backendRequest"),
+                    "set either timeout or timeouts.backendRequest, not both",
+                );
+            }
         }
         if let Some(size) = &rule.max_request_body_size
             && parse_size(size).is_err()
@@ -192,6 +234,417 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
 pub fn parse_timeout(text: &str) -> Result<Option<Duration>, humantime::DurationError> {
     let duration = humantime::parse_duration(text)?;
     Ok((!duration.is_zero()).then_some(duration))
+}
+
+/// What a value match needs: an exact value in header syntax, or a non-empty regex.
+fn check_match_value(kind: ValueMatchType, value: &str) -> Result<(), &'static str> {
+    match kind {
+        ValueMatchType::RegularExpression if value.is_empty() => Err("must not be empty"),
+        _ if value.len() > MAX_VALUE_LEN
+            || value.bytes().any(|b| b.is_ascii_control() && b != b'\t') =>
+        {
+            Err("must be at most 1024 characters without control characters")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every filter of a rule, and the rules filters obey together.
+fn check_filters(rule: &RouteRule, at: &str, fail: &mut dyn FnMut(String, &str)) {
+    let count = |kind: &str| rule.filters.iter().filter(|f| f.kind == kind).count();
+    for kind in ["RequestRedirect", "DirectResponse", "URLRewrite"] {
+        if count(kind) > 1 {
+            fail(
+                format!("{at}.filters"),
+                "at most one filter of each of RequestRedirect, DirectResponse and URLRewrite",
+            );
+            break;
+        }
+    }
+    if count("RequestRedirect") + count("DirectResponse") > 1 {
+        fail(
+            format!("{at}.filters"),
+            "RequestRedirect and DirectResponse cannot be combined: each answers the request",
+        );
+    }
+    if count("RequestRedirect") > 0 && count("URLRewrite") > 0 {
+        fail(
+            format!("{at}.filters"),
+            "RequestRedirect and URLRewrite cannot be combined",
+        );
+    }
+    let all_prefixes = rule.matches.iter().all(|m| {
+        m.path
+            .as_ref()
+            .is_none_or(|p| p.kind == PathMatchType::PathPrefix)
+    });
+    for (f, filter) in rule.filters.iter().enumerate() {
+        check_filter(filter, &format!("{at}.filters[{f}]"), all_prefixes, fail);
+    }
+}
+
+const FILTER_TYPES: &str = "RequestHeaderModifier, ResponseHeaderModifier, URLRewrite, RequestRedirect, RequestMirror or DirectResponse";
+
+/// One filter: a known type, its own field and no other.
+fn check_filter(
+    filter: &RouteFilter,
+    at: &str,
+    prefix_matches_only: bool,
+    fail: &mut dyn FnMut(String, &str),
+) {
+    let fields = [
+        (
+            "RequestHeaderModifier",
+            "requestHeaderModifier",
+            filter.request_header_modifier.is_some(),
+        ),
+        (
+            "ResponseHeaderModifier",
+            "responseHeaderModifier",
+            filter.response_header_modifier.is_some(),
+        ),
+        ("URLRewrite", "urlRewrite", filter.url_rewrite.is_some()),
+        (
+            "RequestRedirect",
+            "requestRedirect",
+            filter.request_redirect.is_some(),
+        ),
+        (
+            "RequestMirror",
+            "requestMirror",
+            filter.request_mirror.is_some(),
+        ),
+        (
+            "DirectResponse",
+            "directResponse",
+            filter.direct_response.is_some(),
+        ),
+    ];
+    let Some((_, own, present)) = fields.iter().find(|(kind, ..)| *kind == filter.kind) else {
+        fail(
+            format!("{at}.type"),
+            &format!(
+                "unknown filter type {:?}: one of {FILTER_TYPES}",
+                filter.kind
+            ),
+        );
+        return;
+    };
+    if !present {
+        fail(
+            format!("{at}.{own}"),
+            &format!("is required for type {}", filter.kind),
+        );
+    }
+    for (kind, field, set) in fields {
+        if set && kind != filter.kind {
+            fail(
+                format!("{at}.{field}"),
+                &format!("does not go with type {}", filter.kind),
+            );
+        }
+    }
+    let check_modifier =
+        |modifier: &HeaderModifier, field: &str, fail: &mut dyn FnMut(String, &str)| {
+            for (list, headers) in [("set", &modifier.set), ("add", &modifier.add)] {
+                for (i, header) in headers.iter().enumerate() {
+                    if !is_token(&header.name) {
+                        fail(
+                            format!("{at}.{field}.{list}[{i}].name"),
+                            "must be a valid HTTP header name",
+                        );
+                    }
+                    if header.value.len() > MAX_VALUE_LEN
+                        || header
+                            .value
+                            .bytes()
+                            .any(|b| b.is_ascii_control() && b != b'\t')
+                    {
+                        fail(
+                            format!("{at}.{field}.{list}[{i}].value"),
+                            "must be at most 1024 characters without control characters",
+                        );
+                    }
+                }
+            }
+            for (i, name) in modifier.remove.iter().enumerate() {
+                if !is_token(name) {
+                    fail(
+                        format!("{at}.{field}.remove[{i}]"),
+                        "must be a valid HTTP header name",
+                    );
+                }
+            }
+        };
+    if let Some(modifier) = &filter.request_header_modifier {
+        check_modifier(modifier, "requestHeaderModifier", fail);
+    }
+    if let Some(modifier) = &filter.response_header_modifier {
+        check_modifier(modifier, "responseHeaderModifier", fail);
+    }
+    let check_path_modifier =
+        |path: &PathModifier, field: &str, fail: &mut dyn FnMut(String, &str)| {
+            let (value, needed) = match path.kind {
+                PathModifierType::ReplaceFullPath => (&path.replace_full_path, "replaceFullPath"),
+                PathModifierType::ReplacePrefixMatch => {
+                    (&path.replace_prefix_match, "replacePrefixMatch")
+                }
+            };
+            match value {
+                None => fail(
+                    format!("{at}.{field}.{needed}"),
+                    "is required for this type",
+                ),
+                Some(value) => {
+                    if let Err(reason) = check_path(value) {
+                        fail(format!("{at}.{field}.{needed}"), reason);
+                    }
+                }
+            }
+            if path.kind == PathModifierType::ReplacePrefixMatch && !prefix_matches_only {
+                fail(
+                    format!("{at}.{field}.type"),
+                    "ReplacePrefixMatch needs every match of the rule to be a PathPrefix",
+                );
+            }
+        };
+    if let Some(rewrite) = &filter.url_rewrite {
+        if let Some(host) = &rewrite.hostname
+            && check_host(host).is_err()
+        {
+            fail(
+                format!("{at}.urlRewrite.hostname"),
+                "must be a lowercase DNS name",
+            );
+        }
+        if let Some(path) = &rewrite.path {
+            check_path_modifier(path, "urlRewrite.path", fail);
+        }
+    }
+    if let Some(redirect) = &filter.request_redirect {
+        if let Some(scheme) = &redirect.scheme
+            && !matches!(scheme.as_str(), "http" | "https")
+        {
+            fail(
+                format!("{at}.requestRedirect.scheme"),
+                "must be http or https",
+            );
+        }
+        if let Some(host) = &redirect.hostname
+            && check_host(host).is_err()
+        {
+            fail(
+                format!("{at}.requestRedirect.hostname"),
+                "must be a lowercase DNS name",
+            );
+        }
+        if let Some(port) = redirect.port
+            && !(1..=65535).contains(&port)
+        {
+            fail(
+                format!("{at}.requestRedirect.port"),
+                "must be between 1 and 65535",
+            );
+        }
+        if let Some(status) = redirect.status_code
+            && ![301, 302, 303, 307, 308].contains(&status)
+        {
+            fail(
+                format!("{at}.requestRedirect.statusCode"),
+                "must be 301, 302, 303, 307 or 308",
+            );
+        }
+        if let Some(path) = &redirect.path {
+            check_path_modifier(path, "requestRedirect.path", fail);
+        }
+    }
+    if let Some(mirror) = &filter.request_mirror {
+        if check_dns_label(&mirror.backend.service.name).is_err() {
+            fail(
+                format!("{at}.requestMirror.backend.service.name"),
+                "must be a Service name",
+            );
+        }
+        if let IntOrString::Int(port) = mirror.backend.service.port
+            && !(1..=65535).contains(&port)
+        {
+            fail(
+                format!("{at}.requestMirror.backend.service.port"),
+                "must be between 1 and 65535",
+            );
+        }
+        if let Some(percent) = mirror.percent
+            && percent > 100
+        {
+            fail(
+                format!("{at}.requestMirror.percent"),
+                "must be between 0 and 100",
+            );
+        }
+    }
+    if let Some(direct) = &filter.direct_response {
+        if !(200..=599).contains(&direct.status) {
+            fail(
+                format!("{at}.directResponse.status"),
+                "must be between 200 and 599",
+            );
+        }
+        if direct
+            .body
+            .as_ref()
+            .is_some_and(|body| body.len() > 64 * 1024)
+        {
+            fail(
+                format!("{at}.directResponse.body"),
+                "must be at most 64 KiB",
+            );
+        }
+    }
+}
+
+/// The retry, rate limit, load balancer and outlier detection of a rule.
+fn check_policies(rule: &RouteRule, at: &str, fail: &mut dyn FnMut(String, &str)) {
+    let duration =
+        |value: &str, field: String, fail: &mut dyn FnMut(String, &str)| match parse_timeout(value)
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => fail(field, "must be longer than 0s"),
+            Err(_) => fail(field, "must be a duration such as 10s, 500ms or 1m30s"),
+        };
+    if let Some(retry) = &rule.retry {
+        if retry.attempts.is_some_and(|attempts| attempts > 10) {
+            fail(format!("{at}.retry.attempts"), "must be between 0 and 10");
+        }
+        for (i, when) in retry.when.iter().enumerate() {
+            let known = matches!(
+                when.as_str(),
+                "connect-failure" | "reset" | "5xx" | "gateway-error" | "retriable-4xx"
+            ) || when
+                .parse::<u16>()
+                .is_ok_and(|code| (100..=599).contains(&code));
+            if !known {
+                fail(
+                    format!("{at}.retry.when[{i}]"),
+                    "must be connect-failure, reset, 5xx, gateway-error, retriable-4xx or a status code",
+                );
+            }
+        }
+        if let Some(backoff) = &retry.backoff {
+            if let Some(base) = &backoff.base {
+                duration(base, format!("{at}.retry.backoff.base"), fail);
+            }
+            if let Some(max) = &backoff.max {
+                duration(max, format!("{at}.retry.backoff.max"), fail);
+            }
+            if let (Some(base), Some(max)) = (&backoff.base, &backoff.max)
+                && let (Ok(Some(base)), Ok(Some(max))) = (parse_timeout(base), parse_timeout(max))
+                && base > max
+            {
+                fail(format!("{at}.retry.backoff.max"), "must be at least base");
+            }
+        }
+        if let Some(budget) = &retry.budget
+            && budget.percent.is_some_and(|percent| percent > 100)
+        {
+            fail(
+                format!("{at}.retry.budget.percent"),
+                "must be between 0 and 100",
+            );
+        }
+    }
+    if let Some(limit) = &rule.rate_limit {
+        if limit.requests == 0 {
+            fail(format!("{at}.rateLimit.requests"), "must be at least 1");
+        }
+        duration(&limit.per, format!("{at}.rateLimit.per"), fail);
+        if let Some(key) = &limit.key {
+            match (&key.client_ip, &key.header) {
+                (Some(_), Some(_)) | (None, None) => fail(
+                    format!("{at}.rateLimit.key"),
+                    "must name exactly one of clientIP and header",
+                ),
+                (None, Some(header)) if !is_token(header) => fail(
+                    format!("{at}.rateLimit.key.header"),
+                    "must be a valid HTTP header name",
+                ),
+                _ => {}
+            }
+        }
+    }
+    if let Some(balancer) = &rule.load_balancer {
+        match (balancer.kind, &balancer.consistent_hash) {
+            (LoadBalancerType::ConsistentHash, None) => fail(
+                format!("{at}.loadBalancer.consistentHash"),
+                "is required for type ConsistentHash",
+            ),
+            (LoadBalancerType::ConsistentHash, Some(hash)) => {
+                let keys = usize::from(hash.header.is_some())
+                    + usize::from(hash.cookie.is_some())
+                    + usize::from(hash.source_ip.is_some());
+                if keys != 1 {
+                    fail(
+                        format!("{at}.loadBalancer.consistentHash"),
+                        "must name exactly one of header, cookie and sourceIP",
+                    );
+                }
+                if let Some(header) = &hash.header
+                    && !is_token(header)
+                {
+                    fail(
+                        format!("{at}.loadBalancer.consistentHash.header"),
+                        "must be a valid HTTP header name",
+                    );
+                }
+                if let Some(cookie) = &hash.cookie {
+                    if !is_token(&cookie.name) {
+                        fail(
+                            format!("{at}.loadBalancer.consistentHash.cookie.name"),
+                            "must be a valid cookie name",
+                        );
+                    }
+                    if let Some(ttl) = &cookie.ttl {
+                        duration(
+                            ttl,
+                            format!("{at}.loadBalancer.consistentHash.cookie.ttl"),
+                            fail,
+                        );
+                    }
+                }
+            }
+            (_, Some(_)) => fail(
+                format!("{at}.loadBalancer.consistentHash"),
+                "goes only with type ConsistentHash",
+            ),
+            (_, None) => {}
+        }
+    }
+    if let Some(outlier) = &rule.outlier_detection {
+        if outlier.consecutive_errors == Some(0) {
+            fail(
+                format!("{at}.outlierDetection.consecutiveErrors"),
+                "must be at least 1",
+            );
+        }
+        if let Some(interval) = &outlier.interval {
+            duration(interval, format!("{at}.outlierDetection.interval"), fail);
+        }
+        if let Some(time) = &outlier.base_ejection_time {
+            duration(
+                time,
+                format!("{at}.outlierDetection.baseEjectionTime"),
+                fail,
+            );
+        }
+        if outlier
+            .max_ejection_percent
+            .is_some_and(|percent| percent > 100)
+        {
+            fail(
+                format!("{at}.outlierDetection.maxEjectionPercent"),
+                "must be between 0 and 100",
+            );
+        }
+    }
 }
 
 /// Parses a size: a number of bytes, or a Kubernetes quantity with a binary (`Ki`, `Mi`,
@@ -303,10 +756,9 @@ mod tests {
                 },
                 weight: 1,
                 tls: None,
+                filters: Vec::new(),
             }],
-            timeout: None,
-            timeouts: None,
-            max_request_body_size: None,
+            ..RouteRule::default()
         }
     }
 
@@ -333,6 +785,7 @@ mod tests {
         bad.timeout = Some("soon".into());
         bad.matches[0].headers.push(HeaderMatch {
             name: "bad header".into(),
+            kind: Default::default(),
             value: "1".into(),
         });
         let errors = validate_route(&spec(&["Echo.local"], vec![bad])).unwrap_err();
@@ -354,6 +807,7 @@ mod tests {
         let mut bad = rule("/");
         bad.timeouts = Some(crate::route::RuleTimeouts {
             request_body: Some("slowly".into()),
+            ..Default::default()
         });
         bad.max_request_body_size = Some("10 megabytes".into());
         bad.backends[0].tls = Some(crate::route::BackendTls {
@@ -377,6 +831,103 @@ mod tests {
                 "spec.tls[0].hosts",
             ]
         );
+    }
+
+    #[test]
+    fn names_the_field_of_every_filter_and_policy_problem() {
+        use crate::policy::*;
+        let mut bad = rule("/api");
+        bad.matches.push(crate::route::RouteMatch {
+            path: Some(PathMatch {
+                kind: PathMatchType::Exact,
+                value: "/exact".into(),
+            }),
+            ..Default::default()
+        });
+        bad.filters = vec![
+            RouteFilter {
+                kind: "Teleport".into(),
+                ..Default::default()
+            },
+            RouteFilter {
+                kind: "RequestMirror".into(),
+                request_mirror: Some(RequestMirror {
+                    backend: MirrorBackend {
+                        service: crate::route::ServiceRef {
+                            name: "shadow".into(),
+                            port: IntOrString::Int(80),
+                        },
+                    },
+                    percent: Some(150),
+                }),
+                ..Default::default()
+            },
+            RouteFilter {
+                kind: "URLRewrite".into(),
+                url_rewrite: Some(UrlRewrite {
+                    hostname: None,
+                    path: Some(PathModifier {
+                        kind: PathModifierType::ReplacePrefixMatch,
+                        replace_full_path: None,
+                        replace_prefix_match: Some("/v2".into()),
+                    }),
+                }),
+                ..Default::default()
+            },
+            RouteFilter {
+                kind: "RequestRedirect".into(),
+                ..Default::default()
+            },
+        ];
+        bad.retry = Some(RetryPolicy {
+            attempts: Some(11),
+            when: vec!["sometimes".into()],
+            ..Default::default()
+        });
+        bad.rate_limit = Some(RateLimit {
+            requests: 10,
+            per: "0s".into(),
+            burst: 0,
+            key: Some(RateLimitKey::default()),
+        });
+        bad.load_balancer = Some(LoadBalancer {
+            kind: LoadBalancerType::ConsistentHash,
+            consistent_hash: None,
+        });
+        let errors = validate_route(&spec(&[], vec![bad])).unwrap_err();
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.rules[0].filters",
+                "spec.rules[0].filters[0].type",
+                "spec.rules[0].filters[1].requestMirror.percent",
+                "spec.rules[0].filters[2].urlRewrite.path.type",
+                "spec.rules[0].filters[3].requestRedirect",
+                "spec.rules[0].retry.attempts",
+                "spec.rules[0].retry.when[0]",
+                "spec.rules[0].rateLimit.per",
+                "spec.rules[0].rateLimit.key",
+                "spec.rules[0].loadBalancer.consistentHash",
+            ],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_rule_that_answers_itself_needs_no_backend() {
+        let mut redirect = rule("/old");
+        redirect.backends.clear();
+        redirect.filters.push(crate::policy::RouteFilter {
+            kind: "RequestRedirect".into(),
+            request_redirect: Some(crate::policy::RequestRedirect {
+                scheme: Some("https".into()),
+                status_code: Some(301),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(validate_route(&spec(&[], vec![redirect])), Ok(()));
     }
 
     #[test]

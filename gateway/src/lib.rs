@@ -10,6 +10,7 @@ pub mod balance;
 pub mod filters;
 pub mod listener;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod state;
 pub mod table;

@@ -125,11 +125,23 @@ impl EncodeMetric for DurationHistogram {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    route: String,
+    outcome: &'static str,
+}
+
 /// Every metric the data plane exports. The binary owns the registry they are registered in.
 #[derive(Clone)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<RouteLabels, DurationHistogram>,
+    upstream_attempts: Family<RouteLabels, Counter>,
+    retries: Family<RouteLabels, Counter>,
+    retry_budget_exhausted: Family<RouteLabels, Counter>,
+    rate_limited: Family<RouteLabels, Counter>,
+    mirrors: Family<OutcomeLabels, Counter>,
+    ejections: Family<RouteLabels, Counter>,
     table_generation: Gauge,
     table_routes: Gauge,
     table_compile_duration: Histogram,
@@ -140,6 +152,12 @@ impl Default for Metrics {
         Self {
             requests: Family::default(),
             request_duration: Family::default(),
+            upstream_attempts: Family::default(),
+            retries: Family::default(),
+            retry_budget_exhausted: Family::default(),
+            rate_limited: Family::default(),
+            mirrors: Family::default(),
+            ejections: Family::default(),
             table_generation: Gauge::default(),
             table_routes: Gauge::default(),
             table_compile_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
@@ -159,6 +177,32 @@ impl Metrics {
             "request_duration_seconds",
             "Time from request to response headers, by route",
             self.request_duration.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Tries sent upstream by rules with a retry policy, first tries included",
+            self.upstream_attempts.clone(),
+        );
+        registry.register("retries", "Retries made, by route", self.retries.clone());
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries not made because the route's retry budget was spent",
+            self.retry_budget_exhausted.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests answered 429 by a route's rate limit",
+            self.rate_limited.clone(),
+        );
+        registry.register(
+            "mirrored_requests",
+            "Copies of requests sent to mirrors, by outcome (sent, failed, skipped)",
+            self.mirrors.clone(),
+        );
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection, by route",
+            self.ejections.clone(),
         );
         registry.register(
             "table_generation",
@@ -197,8 +241,52 @@ impl Metrics {
         }
     }
 
+    /// The policy series of one route (retries, rate limits, mirrors, ejections), made only
+    /// for routes whose rules have such policies.
+    pub fn policy_metrics(&self, route: &str) -> PolicyMetrics {
+        let labels = RouteLabels {
+            route: route.to_owned(),
+        };
+        let outcome = |outcome| {
+            self.mirrors
+                .get_or_create(&OutcomeLabels {
+                    route: route.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        PolicyMetrics {
+            upstream_attempts: self.upstream_attempts.get_or_create(&labels).clone(),
+            retries: self.retries.get_or_create(&labels).clone(),
+            retry_budget_exhausted: self.retry_budget_exhausted.get_or_create(&labels).clone(),
+            rate_limited: self.rate_limited.get_or_create(&labels).clone(),
+            mirror_sent: outcome("sent"),
+            mirror_failed: outcome("failed"),
+            mirror_skipped: outcome("skipped"),
+            ejections: self.ejections.get_or_create(&labels).clone(),
+        }
+    }
+
     /// Drops the series of a route that is gone, so they stop being exported.
     pub fn forget_route(&self, route: &str) {
+        let labels = RouteLabels {
+            route: route.to_owned(),
+        };
+        for family in [
+            &self.upstream_attempts,
+            &self.retries,
+            &self.retry_budget_exhausted,
+            &self.rate_limited,
+            &self.ejections,
+        ] {
+            family.remove(&labels);
+        }
+        for outcome in ["sent", "failed", "skipped"] {
+            self.mirrors.remove(&OutcomeLabels {
+                route: route.to_owned(),
+                outcome,
+            });
+        }
         for status_class in STATUS_CLASSES {
             self.requests.remove(&RequestLabels {
                 route: route.to_owned(),
@@ -223,6 +311,19 @@ pub fn encode_registry(registry: &Registry) -> String {
     let mut text = String::new();
     encode(&mut text, registry).expect("writing to a String cannot fail");
     text
+}
+
+/// One route's policy counters.
+#[derive(Debug, Clone)]
+pub struct PolicyMetrics {
+    pub upstream_attempts: Counter,
+    pub retries: Counter,
+    pub retry_budget_exhausted: Counter,
+    pub rate_limited: Counter,
+    pub mirror_sent: Counter,
+    pub mirror_failed: Counter,
+    pub mirror_skipped: Counter,
+    pub ejections: Counter,
 }
 
 /// One route's request counters and latency histogram.

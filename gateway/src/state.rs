@@ -87,6 +87,14 @@ impl<K: Hash + Eq + Clone, V> StateMap<K, V> {
         gone
     }
 
+    /// Calls `each` with every live value.
+    pub fn for_each_live(&self, mut each: impl FnMut(&V)) {
+        let live: Vec<Arc<V>> = self.lock().values().filter_map(Weak::upgrade).collect();
+        for value in &live {
+            each(value);
+        }
+    }
+
     /// Keys with a live value.
     pub fn len(&self) -> usize {
         self.lock()

@@ -133,6 +133,156 @@ async fn an_invalid_route_gets_a_clear_condition_and_the_others_keep_serving() {
     );
 }
 
+/// Must show 7: the CRD's schema documents every policy field (`kubectl explain`), and a Route
+/// using all of them is admitted by the API server's structural validation and by Weir, and
+/// serves.
+#[tokio::test]
+async fn the_crd_explains_every_policy_field_and_a_route_with_all_of_them_serves() {
+    let cluster = cluster();
+    cluster.install_route_crd();
+    let explained = async |field: &str| {
+        let what = format!("kubectl explain {field}");
+        eventually_within(std::time::Duration::from_secs(30), &what, async || {
+            let output = cluster.try_kubectl(&["explain", field]);
+            output.map_err(|error| error.lines().next().unwrap_or_default().to_owned())
+        })
+        .await
+    };
+    let retry = explained("route.spec.rules.retry").await;
+    for text in [
+        "attempts",
+        "Retries after the first try",
+        "when",
+        "connect-failure",
+        "backoff",
+        "budget",
+        "nonIdempotent",
+    ] {
+        assert!(
+            retry.contains(text),
+            "explain retry lacks {text:?}:\n{retry}"
+        );
+    }
+    let budget = explained("route.spec.rules.retry.budget").await;
+    assert!(
+        budget.contains("minPerSecond") && budget.contains("Absent: 20"),
+        "{budget}"
+    );
+    for (field, texts) in [
+        (
+            "route.spec.rules.rateLimit",
+            &["requests", "per", "burst", "key"][..],
+        ),
+        (
+            "route.spec.rules.loadBalancer",
+            &["LeastRequest", "consistentHash"][..],
+        ),
+        (
+            "route.spec.rules.outlierDetection",
+            &[
+                "consecutiveErrors",
+                "interval",
+                "baseEjectionTime",
+                "maxEjectionPercent",
+            ][..],
+        ),
+        (
+            "route.spec.rules.filters",
+            &[
+                "requestHeaderModifier",
+                "urlRewrite",
+                "requestRedirect",
+                "requestMirror",
+                "directResponse",
+            ][..],
+        ),
+        (
+            "route.spec.rules.matches.queryParams",
+            &["RegularExpression"][..],
+        ),
+        (
+            "route.spec.rules.timeouts",
+            &["request", "backendRequest"][..],
+        ),
+    ] {
+        let explained = explained(field).await;
+        for text in texts {
+            assert!(
+                explained.contains(text),
+                "explain {field} lacks {text:?}:\n{explained}"
+            );
+        }
+    }
+
+    let namespace = cluster.namespace("policy").await;
+    let echo = Echo::start_on_test_host("a").await;
+    let host = format!("policy.{namespace}.test");
+    let everything = serde_json::json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "Route",
+        "metadata": {"name": "everything"},
+        "spec": {"hosts": [host], "rules": [{
+            "matches": [{
+                "path": {"type": "PathPrefix", "value": "/api"},
+                "headers": [{"name": "x-user", "type": "RegularExpression", "value": "^u-[0-9]+$"}],
+                "queryParams": [{"name": "debug", "value": "1"}],
+            }],
+            "filters": [
+                {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-a", "value": "1"}], "add": [{"name": "x-b", "value": "2"}], "remove": ["x-c"]}},
+                {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [{"name": "x-served-by", "value": "weir"}]}},
+                {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}},
+                {"type": "RequestMirror", "requestMirror": {"backend": {"service": {"name": "echo", "port": manifests::SERVICE_PORT}}, "percent": 10}},
+            ],
+            "backends": [{"service": {"name": "echo", "port": manifests::SERVICE_PORT}}],
+            "timeouts": {"request": "10s", "backendRequest": "2s"},
+            "retry": {"attempts": 3, "when": ["connect-failure", "reset", "503"], "backoff": {"base": "25ms", "max": "250ms"}, "budget": {"percent": 20, "minPerSecond": 10}},
+            "rateLimit": {"requests": 100, "per": "1s", "burst": 20, "key": {"clientIP": {}}},
+            "loadBalancer": {"type": "ConsistentHash", "consistentHash": {"cookie": {"name": "sid", "ttl": "1h"}}},
+            "outlierDetection": {"consecutiveErrors": 5, "interval": "10s", "baseEjectionTime": "30s", "maxEjectionPercent": 50},
+        }, {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+            "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}],
+        }]},
+    });
+    cluster.apply(
+        &namespace,
+        &[
+            manifests::service("echo"),
+            manifests::endpoint_slice("echo-1", "echo", &[echo.address()]),
+            everything,
+        ],
+    );
+    let weir = Weir::start_in_cluster(&cluster.weir_identity(&namespace).await, &namespace).await;
+    eventually("the Route serves, rewritten", async || {
+        let reply = weir
+            .proxy()
+            .request(http::Method::GET, &host, "/api/x?debug=1")
+            .header("x-user", "u-1")
+            .send()
+            .await;
+        match (
+            reply.answered_by().as_str(),
+            reply.headers.get("x-served-by"),
+        ) {
+            ("a", Some(served_by)) if served_by == "weir" => Ok(()),
+            (who, _) => Err(format!("{who}: {}", reply.body)),
+        }
+    })
+    .await;
+    let redirect = weir.get(&host, "/old/page").await;
+    assert_eq!(redirect.status, http::StatusCode::MOVED_PERMANENTLY);
+    let accepted = cluster.kubectl(&[
+        "get",
+        "route",
+        "everything",
+        "-n",
+        &namespace,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}",
+    ]);
+    assert_eq!(accepted, "True");
+}
+
 #[tokio::test]
 async fn two_consumers_of_a_resource_share_one_watch() {
     let cluster = cluster();

@@ -4,8 +4,10 @@
 //! so they run concurrently. Each module specifies one area of behaviour.
 
 mod failures;
+mod filters;
 mod hardening;
 mod lifecycle;
+mod policy;
 mod protocols;
 mod quickstart;
 mod reload;

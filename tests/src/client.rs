@@ -47,6 +47,7 @@ impl HttpClient {
                 .method(method)
                 .uri(format!("http://{}{path}", self.address))
                 .header(HOST, host),
+            body: Bytes::new(),
         }
     }
 }
@@ -55,11 +56,18 @@ impl HttpClient {
 pub struct RequestBuilder<'a> {
     client: &'a HttpClient,
     request: http::request::Builder,
+    body: Bytes,
 }
 
 impl RequestBuilder<'_> {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.request = self.request.header(name, value);
+        self
+    }
+
+    /// Sends `body` with the request (with its `Content-Length`).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
         self
     }
 
@@ -79,7 +87,7 @@ impl RequestBuilder<'_> {
     pub async fn try_send(self) -> Result<Reply, String> {
         let request = self
             .request
-            .body(Full::default())
+            .body(Full::new(self.body))
             .map_err(|error| error.to_string())?;
         let exchange = async {
             let response = self.client.pool.request(request).await?;

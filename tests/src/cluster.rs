@@ -126,20 +126,25 @@ impl Cluster {
         name
     }
 
-    /// Applies a manifest file with the cluster's kubectl.
+    /// Runs the cluster's kubectl as the admin; panics if it fails.
     pub fn kubectl(&self, args: &[&str]) -> String {
+        self.try_kubectl(args)
+            .unwrap_or_else(|error| panic!("kubectl {args:?} failed: {error}"))
+    }
+
+    /// Runs the cluster's kubectl as the admin; `Err` holds its stderr.
+    pub fn try_kubectl(&self, args: &[&str]) -> Result<String, String> {
         let output = Command::new(self.bin.join("kubectl"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
             .output()
             .expect("running kubectl");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 
     /// A kubeconfig for a ServiceAccount bound to exactly Weir's ClusterRole

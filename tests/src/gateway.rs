@@ -193,6 +193,22 @@ impl Weir {
             .unwrap_or_else(|error| panic!("/debug/routes is not JSON ({error}): {}", reply.body))
     }
 
+    /// The value of one series of `/metrics`, named with its labels as exported (e.g.
+    /// `weir_retries_total{route="default/r"}`); 0 when the series is not exported.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.admin.get("admin", "/metrics").await.body;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| {
+                value
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{series}: not a number in {value:?}"))
+            })
+            .unwrap_or(0.0)
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         self.process.terminate();

@@ -21,6 +21,7 @@ pub mod held;
 pub mod manifests;
 mod process;
 pub mod python;
+pub mod scripted;
 pub mod test_host;
 pub mod tls_client;
 mod world;
@@ -33,6 +34,7 @@ pub use echo::Echo;
 pub use gateway::Weir;
 pub use held::HeldBackend;
 pub use process::run_to_exit;
+pub use scripted::{Behaviour, ScriptedBackend};
 pub use world::{World, route_file};
 
 /// How long a change to the configuration may take to show in routing.

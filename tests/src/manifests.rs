@@ -154,6 +154,54 @@ impl Route {
         self
     }
 
+    /// A header match of type `RegularExpression`.
+    pub fn header_regex(mut self, name: &str, pattern: &str) -> Self {
+        self.push_match(
+            "headers",
+            json!({"name": name, "type": "RegularExpression", "value": pattern}),
+        );
+        self
+    }
+
+    /// A query parameter match of type `Exact`.
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.push_match("queryParams", json!({"name": name, "value": value}));
+        self
+    }
+
+    /// A query parameter match of type `RegularExpression`.
+    pub fn query_regex(mut self, name: &str, pattern: &str) -> Self {
+        self.push_match(
+            "queryParams",
+            json!({"name": name, "type": "RegularExpression", "value": pattern}),
+        );
+        self
+    }
+
+    /// Adds a filter to the rule, written as in the Route API, e.g.
+    /// `json!({"type": "DirectResponse", "directResponse": {"status": 503}})`.
+    pub fn filter(mut self, filter: Value) -> Self {
+        push(&mut self.last_rule()["filters"], filter);
+        self
+    }
+
+    /// Adds a filter to the rule's last backend.
+    pub fn backend_filter(mut self, filter: Value) -> Self {
+        let backend = self.last_rule()["backends"]
+            .as_array_mut()
+            .and_then(|b| b.last_mut())
+            .expect("backend_filter follows a backend");
+        push(&mut backend["filters"], filter);
+        self
+    }
+
+    /// Sets a field of the rule as in the Route API: `retry`, `rateLimit`, `loadBalancer`,
+    /// `outlierDetection`, `timeouts`, ….
+    pub fn set(mut self, field: &str, value: Value) -> Self {
+        self.last_rule()[field] = value;
+        self
+    }
+
     /// Sends the rule's requests to `service` (weight 1).
     pub fn backend(self, service: &str) -> Self {
         self.weighted_backend(service, 1)
@@ -195,6 +243,10 @@ impl Route {
         self
     }
 
+    fn push_match(&mut self, field: &str, value: Value) {
+        push(&mut self.first_match()[field], value);
+    }
+
     fn path(mut self, kind: &str, value: &str) -> Self {
         self.first_match()["path"] = json!({"type": kind, "value": value});
         self
@@ -212,6 +264,14 @@ impl Route {
         }
         &mut matches[0]
     }
+}
+
+/// Appends to a list that may not exist yet.
+fn push(list: &mut Value, value: Value) {
+    if list.is_null() {
+        *list = json!([]);
+    }
+    list.as_array_mut().expect("a list").push(value);
 }
 
 fn empty_rule() -> Value {

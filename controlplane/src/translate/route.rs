@@ -10,13 +10,15 @@ use std::sync::Arc;
 
 use http::{HeaderName, Method};
 use weir_contract::{
-    AcceptedReason, Backend, BodyTimeout, HeaderMatch, NamespacedName, PathMatch,
+    AcceptedReason, Backend, BodyTimeout, HeaderMatch, NamespacedName, PathMatch, QueryMatch,
     ResolvedRefsReason, Route, RouteId, RouteKind, RouteMatch, Rule, RuleBackend, RulePolicy,
     ServiceBackend, Timeouts, TlsCertificate, Unresolved, UpstreamTls, ValueMatch,
 };
-use weir_crds::{PathMatchType, RouteSpec, parse_size, parse_timeout, validate_route};
+use weir_crds::{
+    PathMatchType, RouteSpec, ValueMatchType, parse_size, parse_timeout, validate_route,
+};
 
-use super::{RefProblem, Rejected, Translated};
+use super::{RefProblem, Rejected, Translated, policy};
 use crate::resolve::Lookup;
 
 /// Compiled regexes larger than this are refused rather than slowing every request.
@@ -50,23 +52,47 @@ pub fn translate(
                     ),
                 },
             };
-            let headers = route_match
-                .headers
-                .iter()
-                .map(|header| HeaderMatch {
+            let value = |kind: ValueMatchType, value: &str, field: String| match kind {
+                ValueMatchType::Exact => Ok(ValueMatch::Exact(value.to_owned())),
+                ValueMatchType::RegularExpression => anchored_regex(value)
+                    .map(ValueMatch::RegularExpression)
+                    .map_err(|error| Rejected {
+                        reason: AcceptedReason::InvalidRegex,
+                        message: format!("{field}: {error}"),
+                    }),
+            };
+            let at = format!("spec.rules[{r}].matches[{m}]");
+            let mut headers = Vec::with_capacity(route_match.headers.len());
+            for (h, header) in route_match.headers.iter().enumerate() {
+                headers.push(HeaderMatch {
                     // Validation checked the name is a token; lowercased it is a header name.
                     name: HeaderName::from_bytes(header.name.to_ascii_lowercase().as_bytes())
                         .expect("validated header name"),
-                    value: ValueMatch::Exact(header.value.clone()),
-                })
-                .collect();
+                    value: value(
+                        header.kind,
+                        &header.value,
+                        format!("{at}.headers[{h}].value"),
+                    )?,
+                });
+            }
+            let mut query = Vec::with_capacity(route_match.query_params.len());
+            for (q, param) in route_match.query_params.iter().enumerate() {
+                query.push(QueryMatch {
+                    name: param.name.clone(),
+                    value: value(
+                        param.kind,
+                        &param.value,
+                        format!("{at}.queryParams[{q}].value"),
+                    )?,
+                });
+            }
             matches.push(RouteMatch {
                 path,
                 method: route_match
                     .method
                     .map(|m| Method::from_bytes(m.as_str().as_bytes()).expect("standard method")),
                 headers,
-                query: Vec::new(),
+                query,
             });
         }
         if matches.is_empty() {
@@ -75,14 +101,33 @@ pub fn translate(
         let mut backends = Vec::with_capacity(rule.backends.len());
         for (b, backend) in rule.backends.iter().enumerate() {
             let at = format!("spec.rules[{r}].backends[{b}]");
-            let (rule_backend, problem) = translate_backend(id, backend, &at, lookup);
+            let (mut rule_backend, problem) = translate_backend(id, backend, &at, lookup);
             problems.extend(problem);
+            rule_backend.filters = policy::filters(
+                id,
+                &backend.filters,
+                &format!("{at}.filters"),
+                lookup,
+                &mut problems,
+            );
             backends.push(rule_backend);
         }
+        let filters = policy::filters(
+            id,
+            &rule.filters,
+            &format!("spec.rules[{r}].filters"),
+            lookup,
+            &mut problems,
+        );
         // Validation accepted the texts, so they parse; `0s` means no timeout.
+        let timeouts = rule.timeouts.as_ref();
         let backend_request = rule
             .timeout
             .as_deref()
+            .or_else(|| timeouts.and_then(|t| t.backend_request.as_deref()))
+            .and_then(|text| parse_timeout(text).ok().flatten());
+        let request = timeouts
+            .and_then(|t| t.request.as_deref())
             .and_then(|text| parse_timeout(text).ok().flatten());
         let request_body = match rule
             .timeouts
@@ -97,10 +142,11 @@ pub fn translate(
         };
         rules.push(Rule {
             matches,
-            filters: Vec::new(),
+            filters,
             backends,
             policy: RulePolicy {
                 timeouts: Timeouts {
+                    request,
                     backend_request,
                     request_body,
                 },
@@ -108,6 +154,17 @@ pub fn translate(
                     .max_request_body_size
                     .as_deref()
                     .and_then(|size| parse_size(size).ok()),
+                retry: rule.retry.as_ref().map(policy::retry),
+                rate_limit: rule.rate_limit.as_ref().map(policy::rate_limit),
+                load_balancer: rule
+                    .load_balancer
+                    .as_ref()
+                    .map(policy::load_balancer)
+                    .unwrap_or_default(),
+                outlier_detection: rule
+                    .outlier_detection
+                    .as_ref()
+                    .map(policy::outlier_detection),
             },
         });
     }

@@ -2,6 +2,9 @@
 //! snapshots of `routes` Routes, each for its own host with a prefix `/` rule to one Service of
 //! two endpoints.
 
+// Each bench uses part of this module.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use weir_contract::{
@@ -16,7 +19,12 @@ pub fn host(index: usize) -> String {
 
 /// Route `r{index}` for `host(index)`, prefix `/`, to Service `echo`.
 pub fn route(index: usize) -> Arc<Route> {
-    Arc::new(Route {
+    route_with(index, |_| {})
+}
+
+/// [`route`], its one rule changed by `edit` (filters, policy, matches).
+pub fn route_with(index: usize, edit: impl FnOnce(&mut Rule)) -> Arc<Route> {
+    let mut route = Route {
         id: RouteId::new(
             RouteKind::Route,
             NamespacedName::new("default", format!("r{index}")),
@@ -45,7 +53,9 @@ pub fn route(index: usize) -> Arc<Route> {
             }],
             policy: RulePolicy::default(),
         }],
-    })
+    };
+    edit(&mut route.rules[0]);
+    Arc::new(route)
 }
 
 /// The snapshot of `routes` Routes.

@@ -28,7 +28,11 @@ pub use backend::{
 };
 pub use ids::{NamespacedName, RouteId, RouteKind};
 pub use listener::{Listener, ListenerProtocol};
-pub use policy::{BodyTimeout, Filter, HeaderModifier, RulePolicy, Timeouts};
+pub use policy::{
+    BodyTimeout, DirectResponse, Filter, HashKey, HeaderModifier, LoadBalancer, OutlierDetection,
+    PathModifier, RateLimit, RateLimitKey, RequestMirror, RequestRedirect, RetryBudget, RetryOn,
+    RetryPolicy, RulePolicy, Timeouts, UrlRewrite,
+};
 pub use report::{AcceptedReason, Origin, ResolvedRefsReason, RouteReport, SourceProblem};
 pub use route::{HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, Rule, ValueMatch};
 pub use secret::{Credential, SecretBytes, TlsCertificate};

@@ -79,7 +79,7 @@ fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Byt
         ),
         "/debug/routes" => {
             let table = state.table.load_full();
-            match serde_json::to_string_pretty(&view::snapshot(&table.snapshot)) {
+            match serde_json::to_string_pretty(&view::table(&table)) {
                 Ok(json) => with_type(StatusCode::OK, json, "application/json"),
                 Err(error) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,

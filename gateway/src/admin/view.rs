@@ -2,15 +2,25 @@
 //!
 //! Built field by field from the contract: routes with their matches, filters, backends and
 //! resolved endpoints; a report per Route; the sources' problems; and, for certificates, only
-//! which Secret serves which hosts. Nothing here can hold a private key or a credential: the
+//! which Secret serves which hosts. Live state the table holds is shown beside what it belongs
+//! to: each endpoint's outlier-detection health (ejected, for how long). Nothing here can hold a private key or a credential: the
 //! contract's secret types implement no `Serialize`, and no field of this view is taken from
 //! one.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+use serde_json::json;
 use weir_contract::{
-    Backend, BodyTimeout, Filter, HeaderModifier, NamespacedName, PathMatch, Route, RouteMatch,
-    RouteReport, Rule, Snapshot, SourceProblem, TlsCertificate, Unresolved, ValueMatch,
+    Backend, BodyTimeout, Filter, HashKey, HeaderModifier, LoadBalancer, NamespacedName, PathMatch,
+    PathModifier, RateLimitKey, Route, RouteMatch, RouteReport, Rule, RulePolicy, Snapshot,
+    SourceProblem, TlsCertificate, Unresolved, ValueMatch,
 };
+
+use crate::table::{RoutingTable, RuleTarget};
+
+/// Finds the live target of a rule of a route, if the table has one.
+type LiveTargets<'a> = &'a dyn Fn(&Route, usize) -> Option<Arc<RuleTarget>>;
 
 /// The whole view.
 #[derive(Serialize)]
@@ -49,6 +59,9 @@ pub struct RuleView {
     pub request_body_timeout: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<u64>,
+    /// Retries, rate limit, load balancing and outlier detection, where set.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub policy: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -82,6 +95,22 @@ pub struct BackendView {
     pub unresolved: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<BackendTlsView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<serde_json::Value>,
+    /// Each endpoint's health, for a rule with outlier detection.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<EndpointHealthView>,
+}
+
+#[derive(Serialize)]
+pub struct EndpointHealthView {
+    pub endpoint: String,
+    pub ejected: bool,
+    /// Time left in the ejection, e.g. `4s 120ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejected_for: Option<String>,
+    /// Times ejected, decayed as the endpoint stays healthy.
+    pub ejections: u32,
 }
 
 #[derive(Serialize)]
@@ -115,11 +144,22 @@ pub struct ProblemView {
     pub reason: String,
 }
 
-/// The view of `snapshot`.
+/// The view of a live table: its snapshot, with its live state.
+pub fn table(table: &RoutingTable) -> SnapshotView {
+    view(&table.snapshot, &|route, rule| {
+        table.rule_target(route, rule).cloned()
+    })
+}
+
+/// The view of `snapshot` alone.
 pub fn snapshot(snapshot: &Snapshot) -> SnapshotView {
+    view(snapshot, &|_, _| None)
+}
+
+fn view(snapshot: &Snapshot, live: LiveTargets<'_>) -> SnapshotView {
     SnapshotView {
         generation: snapshot.generation,
-        routes: snapshot.routes.iter().map(|r| route(r)).collect(),
+        routes: snapshot.routes.iter().map(|r| route(r, live)).collect(),
         certificates: snapshot
             .certificates
             .iter()
@@ -138,22 +178,28 @@ fn object(id: &NamespacedName) -> ObjectView {
     }
 }
 
-fn route(route: &Route) -> RouteView {
+fn route(route: &Route, live: LiveTargets<'_>) -> RouteView {
     RouteView {
         id: object(&route.id.object),
         hosts: route.hosts.clone(),
-        rules: route.rules.iter().map(rule).collect(),
+        rules: route
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(index, r)| rule(r, live(route, index).as_deref()))
+            .collect(),
     }
 }
 
-fn rule(rule: &Rule) -> RuleView {
+fn rule(rule: &Rule, live: Option<&RuleTarget>) -> RuleView {
     RuleView {
         matches: rule.matches.iter().map(route_match).collect(),
         filters: rule.filters.iter().map(filter).collect(),
         backends: rule
             .backends
             .iter()
-            .map(|rule_backend| {
+            .enumerate()
+            .map(|(index, rule_backend)| {
                 let Backend::Service(service) = &rule_backend.backend;
                 BackendView {
                     service: object(&service.service),
@@ -177,6 +223,28 @@ fn rule(rule: &Rule) -> RuleView {
                             "system roots"
                         },
                     }),
+                    filters: rule_backend.filters.iter().map(filter).collect(),
+                    health: live
+                        .and_then(|target| target.balancer.backends().get(index))
+                        .map(|backend| {
+                            backend
+                                .endpoints
+                                .iter()
+                                .filter_map(|endpoint| {
+                                    let health = endpoint.health.as_ref()?;
+                                    let left = health.ejected_for();
+                                    Some(EndpointHealthView {
+                                        endpoint: endpoint.target.address().to_string(),
+                                        ejected: left.is_some(),
+                                        ejected_for: left.map(|t| {
+                                            humantime::format_duration(round_ms(t)).to_string()
+                                        }),
+                                        ejections: health.ejections(),
+                                    })
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect(),
@@ -191,7 +259,83 @@ fn rule(rule: &Rule) -> RuleView {
             BodyTimeout::After(limit) => humantime::format_duration(limit).to_string(),
         },
         max_request_body_bytes: rule.policy.max_request_body_bytes,
+        policy: policy(&rule.policy),
     }
+}
+
+fn round_ms(duration: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(duration.as_millis() as u64)
+}
+
+fn duration(duration: std::time::Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// The policies of a rule that differ from the defaults.
+fn policy(policy: &RulePolicy) -> serde_json::Map<String, serde_json::Value> {
+    let mut view = serde_json::Map::new();
+    if let Some(request) = policy.timeouts.request {
+        view.insert("requestTimeout".into(), json!(duration(request)));
+    }
+    if let Some(retry) = &policy.retry {
+        let mut on: Vec<String> = Vec::new();
+        if retry.on.connect_failure {
+            on.push("connect-failure".into());
+        }
+        if retry.on.reset {
+            on.push("reset".into());
+        }
+        on.extend(retry.on.statuses.iter().map(u16::to_string));
+        view.insert(
+            "retry".into(),
+            json!({
+                "attempts": retry.attempts,
+                "on": on,
+                "backoff": {"base": duration(retry.backoff_base), "max": duration(retry.backoff_max)},
+                "budget": {"percent": retry.budget.percent, "minPerSecond": retry.budget.min_per_second},
+                "nonIdempotent": retry.non_idempotent,
+            }),
+        );
+    }
+    if let Some(limit) = &policy.rate_limit {
+        let key = match &limit.key {
+            RateLimitKey::Rule => "rule".to_owned(),
+            RateLimitKey::ClientIp => "clientIP".to_owned(),
+            RateLimitKey::Header(name) => format!("header {name}"),
+        };
+        view.insert(
+            "rateLimit".into(),
+            json!({"requests": limit.requests, "per": duration(limit.per), "burst": limit.burst, "key": key}),
+        );
+    }
+    let balancer = match &policy.load_balancer {
+        LoadBalancer::RoundRobin => None,
+        LoadBalancer::LeastRequest => Some(json!({"type": "LeastRequest"})),
+        LoadBalancer::Random => Some(json!({"type": "Random"})),
+        LoadBalancer::ConsistentHash(key) => Some(json!({
+            "type": "ConsistentHash",
+            "key": match key {
+                HashKey::Header(name) => json!({"header": name.as_str()}),
+                HashKey::Cookie { name, ttl } => json!({"cookie": name, "ttl": ttl.map(duration)}),
+                HashKey::SourceIp => json!("sourceIP"),
+            },
+        })),
+    };
+    if let Some(balancer) = balancer {
+        view.insert("loadBalancer".into(), balancer);
+    }
+    if let Some(outlier) = &policy.outlier_detection {
+        view.insert(
+            "outlierDetection".into(),
+            json!({
+                "consecutiveErrors": outlier.consecutive_errors,
+                "interval": duration(outlier.interval),
+                "baseEjectionTime": duration(outlier.base_ejection_time),
+                "maxEjectionPercent": outlier.max_ejection_percent,
+            }),
+        );
+    }
+    view
 }
 
 fn route_match(route_match: &RouteMatch) -> MatchView {
@@ -233,22 +377,53 @@ fn filter(filter: &Filter) -> serde_json::Value {
     let modifier = |m: &HeaderModifier| {
         let pairs = |list: &[(http::HeaderName, http::HeaderValue)]| {
             list.iter()
-                .map(|(n, v)| serde_json::json!({"name": n.as_str(), "value": String::from_utf8_lossy(v.as_bytes())}))
+                .map(|(n, v)| json!({"name": n.as_str(), "value": String::from_utf8_lossy(v.as_bytes())}))
                 .collect::<Vec<_>>()
         };
-        serde_json::json!({
+        json!({
             "set": pairs(&m.set),
             "add": pairs(&m.add),
             "remove": m.remove.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
         })
     };
+    let path = |p: &PathModifier| match p {
+        PathModifier::ReplaceFullPath(path) => {
+            json!({"type": "ReplaceFullPath", "replaceFullPath": path})
+        }
+        PathModifier::ReplacePrefixMatch(prefix) => {
+            json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": prefix})
+        }
+    };
     match filter {
         Filter::RequestHeaderModifier(m) => {
-            serde_json::json!({"type": "RequestHeaderModifier", "requestHeaderModifier": modifier(m)})
+            json!({"type": "RequestHeaderModifier", "requestHeaderModifier": modifier(m)})
         }
         Filter::ResponseHeaderModifier(m) => {
-            serde_json::json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": modifier(m)})
+            json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": modifier(m)})
         }
+        Filter::UrlRewrite(rewrite) => json!({"type": "URLRewrite", "urlRewrite": {
+            "hostname": rewrite.hostname.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
+            "path": rewrite.path.as_ref().map(path),
+        }}),
+        Filter::RequestRedirect(redirect) => json!({"type": "RequestRedirect", "requestRedirect": {
+            "scheme": redirect.scheme.as_ref().map(|s| s.as_str()),
+            "hostname": redirect.hostname,
+            "port": redirect.port,
+            "path": redirect.path.as_ref().map(path),
+            "statusCode": redirect.status.as_u16(),
+        }}),
+        Filter::RequestMirror(mirror) => {
+            let service = &mirror.backend;
+            json!({"type": "RequestMirror", "requestMirror": {
+                "service": service.service.to_string(),
+                "percent": mirror.percent,
+                "endpoints": service.endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>(),
+            }})
+        }
+        Filter::DirectResponse(direct) => json!({"type": "DirectResponse", "directResponse": {
+            "statusCode": direct.status.as_u16(),
+            "body": direct.body,
+        }}),
     }
 }
 

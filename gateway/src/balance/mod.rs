@@ -1,44 +1,101 @@
 //! Load balancing: which endpoint of which backend a rule's next request goes to.
 //!
-//! Weighted round-robin across a rule's backends ([`wrr`]), then round-robin across each
-//! backend's endpoints. The weights become a fixed schedule when the table is compiled, and a
-//! request only bumps atomic counters: no lock, no allocation. The counters live in the rule's
-//! long-lived state ([`BalancerCursor`]), so a table swap for an unrelated change does not
-//! restart the rotation.
+//! Four algorithms, chosen per rule ([`weir_contract::LoadBalancer`]):
+//! - **RoundRobin** (default): smooth weighted round-robin across backends ([`wrr`]), then
+//!   round-robin across each backend's endpoints. A request bumps two atomic counters.
+//! - **LeastRequest**: power of two choices — two distinct random endpoints, the one with
+//!   fewer requests in flight (relative to its weight) wins. In-flight counts are per endpoint and shared by
+//!   every rule and proxy thread.
+//! - **ConsistentHash**: a ring ([`ring`]) of every endpoint, weighted; a request's key (a
+//!   header, a cookie, the client address) picks its endpoint.
+//! - **Random**: weighted random.
+//!
+//! The weights, schedule and ring are fixed when the table is compiled; the counters live in
+//! long-lived state ([`BalancerCursor`], [`EndpointLoad`]), so a table swap for an unrelated
+//! change does not restart a rotation or forget a load. A pick can be told to avoid some
+//! endpoints (ejected ones; those a retry already tried): it then takes the next acceptable
+//! one, and only when none is acceptable falls back to what it would have picked.
 
+pub mod random;
+pub mod ring;
 mod wrr;
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU32, AtomicUsize, Ordering},
 };
 
-use weir_contract::Filter;
+use crate::{filters::BackendFilters, policy::outlier::EndpointHealth, upstream::Target};
 
-use crate::upstream::Target;
+/// One endpoint of a backend, with what is shared about it beyond this table.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub target: Target,
+    /// Requests in flight to it (every rule, every thread).
+    pub load: Arc<EndpointLoad>,
+    /// Its health under this rule's outlier detection, if the rule has it.
+    pub health: Option<Arc<EndpointHealth>>,
+}
 
-/// One backend: a Service and the targets of its ready endpoints.
+/// Requests in flight to one endpoint.
+#[derive(Debug, Default)]
+pub struct EndpointLoad {
+    in_flight: AtomicU32,
+}
+
+impl EndpointLoad {
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight to an endpoint; dropped when its response has ended.
+#[derive(Debug)]
+pub struct InFlight(Arc<EndpointLoad>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One backend: a Service and its ready endpoints.
 #[derive(Debug)]
 pub struct BackendEndpoints {
     /// `namespace/name` of the Service, for logs.
     pub service: Arc<str>,
-    pub endpoints: Box<[Target]>,
+    pub endpoints: Box<[Endpoint]>,
     /// The backend's own filters, applied after the rule's.
-    pub filters: Box<[Filter]>,
+    pub filters: BackendFilters,
 }
 
 impl BackendEndpoints {
-    pub fn new(service: Arc<str>, endpoints: Vec<Target>) -> Self {
+    /// A backend whose endpoints are `targets`, with load counters of their own (for tests and
+    /// callers without long-lived state).
+    pub fn new(service: Arc<str>, targets: Vec<Target>) -> Self {
         Self {
             service,
-            endpoints: endpoints.into(),
-            filters: Box::default(),
+            endpoints: targets
+                .into_iter()
+                .map(|target| Endpoint {
+                    target,
+                    load: Arc::default(),
+                    health: None,
+                })
+                .collect(),
+            filters: BackendFilters::default(),
         }
     }
 }
 
-/// Where a rule's rotation stands: the schedule slot, and each backend's endpoint. Kept in
-/// the rule's long-lived state, so it survives table swaps.
+/// Where a rule's round-robin rotation stands: the schedule slot, and each backend's endpoint.
+/// Kept in the rule's long-lived state, so it survives table swaps.
 #[derive(Debug)]
 pub struct BalancerCursor {
     next_slot: AtomicUsize,
@@ -60,19 +117,38 @@ impl BalancerCursor {
     }
 }
 
+/// How a balancer chooses.
+#[derive(Debug)]
+pub enum Algorithm {
+    RoundRobin,
+    LeastRequest,
+    ConsistentHash,
+    Random,
+}
+
 /// Picks the endpoint for each request of one rule.
 #[derive(Debug)]
 pub struct Balancer {
     backends: Box<[BackendEndpoints]>,
-    /// Backend indexes in the order requests get them.
+    algorithm: Algorithm,
+    /// Backend indexes in the order round-robin requests get them.
     schedule: Box<[u32]>,
     cursor: Arc<BalancerCursor>,
+    /// Every endpoint that can get traffic, as (backend, endpoint), for the other algorithms.
+    flat: Box<[(u32, u32)]>,
+    /// Running sums of the flat endpoints' weights (random).
+    cumulative: Box<[f64]>,
+    ring: ring::Ring,
 }
 
 impl Balancer {
-    /// Builds the schedule from `(backend, weight)` pairs. Backends with weight 0 or no ready
+    /// Builds the balancer from `(backend, weight)` pairs. Backends with weight 0 or no ready
     /// endpoints get no traffic. `cursor` must fit the number of backends.
-    pub fn new(backends: Vec<(BackendEndpoints, u32)>, cursor: Arc<BalancerCursor>) -> Self {
+    pub fn new(
+        backends: Vec<(BackendEndpoints, u32)>,
+        algorithm: Algorithm,
+        cursor: Arc<BalancerCursor>,
+    ) -> Self {
         assert!(
             cursor.fits(backends.len()),
             "a balancer cursor is made for its rule's backends"
@@ -87,29 +163,194 @@ impl Balancer {
                 }
             })
             .collect();
+        // Each endpoint's share: its backend's weight, split evenly among the backend's endpoints.
+        let mut flat = Vec::new();
+        let mut flat_weights = Vec::new();
+        let mut identities = Vec::new();
+        for (b, ((backend, _), weight)) in backends.iter().zip(&weights).enumerate() {
+            if *weight == 0 {
+                continue;
+            }
+            let share = *weight as f64 / backend.endpoints.len() as f64;
+            for (e, endpoint) in backend.endpoints.iter().enumerate() {
+                flat.push((b as u32, e as u32));
+                flat_weights.push(share);
+                identities.push(endpoint.target.address().to_string());
+            }
+        }
+        let ring = match algorithm {
+            Algorithm::ConsistentHash => ring::Ring::new(&identities, &flat_weights),
+            _ => ring::Ring::default(),
+        };
+        let cumulative = flat_weights
+            .iter()
+            .scan(0.0, |sum, weight| {
+                *sum += weight;
+                Some(*sum)
+            })
+            .collect();
         Self {
-            schedule: wrr::smooth_schedule(&weights).into(),
+            schedule: match algorithm {
+                Algorithm::RoundRobin => wrr::smooth_schedule(&weights).into(),
+                _ => Box::default(),
+            },
             backends: backends.into_iter().map(|(backend, _)| backend).collect(),
+            algorithm,
             cursor,
+            flat: flat.into(),
+            cumulative,
+            ring,
         }
     }
 
     /// The next endpoint, and its backend; `None` when no backend has a ready endpoint.
-    pub fn pick(&self) -> Option<(&BackendEndpoints, &Target)> {
+    pub fn pick(&self) -> Option<(&BackendEndpoints, &Endpoint)> {
+        self.pick_avoiding(None, |_| false)
+    }
+
+    /// The next endpoint that `avoid` does not refuse, or the one it would have been if all
+    /// are refused. `hash` is the request's key, for consistent hashing.
+    pub fn pick_avoiding(
+        &self,
+        hash: Option<u64>,
+        avoid: impl Fn(&Endpoint) -> bool,
+    ) -> Option<(&BackendEndpoints, &Endpoint)> {
+        match self.algorithm {
+            Algorithm::RoundRobin => self.round_robin(avoid),
+            Algorithm::LeastRequest => self.least_request(avoid),
+            Algorithm::ConsistentHash => match hash {
+                Some(hash) => self.consistent_hash(hash, avoid),
+                // No key (a header the request lacks): any endpoint will do.
+                None => self.random(avoid),
+            },
+            Algorithm::Random => self.random(avoid),
+        }
+    }
+
+    fn at(&self, (backend, endpoint): (u32, u32)) -> (&BackendEndpoints, &Endpoint) {
+        let backend = &self.backends[backend as usize];
+        (backend, &backend.endpoints[endpoint as usize])
+    }
+
+    fn round_robin(
+        &self,
+        avoid: impl Fn(&Endpoint) -> bool,
+    ) -> Option<(&BackendEndpoints, &Endpoint)> {
         if self.schedule.is_empty() {
             return None;
         }
-        let slot = self.cursor.next_slot.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
-        let index = self.schedule[slot] as usize;
-        let backend = &self.backends[index];
-        let endpoint = self.cursor.next_endpoint[index].fetch_add(1, Ordering::Relaxed)
-            % backend.endpoints.len();
-        Some((backend, &backend.endpoints[endpoint]))
+        let mut first = None;
+        // Enough turns to meet every endpoint of every scheduled backend at least once.
+        let turns = self.flat.len().max(1) + self.schedule.len().min(64);
+        for _ in 0..turns {
+            let slot = self.cursor.next_slot.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
+            let index = self.schedule[slot] as usize;
+            let backend = &self.backends[index];
+            let endpoint = self.cursor.next_endpoint[index].fetch_add(1, Ordering::Relaxed)
+                % backend.endpoints.len();
+            let endpoint = &backend.endpoints[endpoint];
+            if !avoid(endpoint) {
+                return Some((backend, endpoint));
+            }
+            first.get_or_insert((backend, endpoint));
+        }
+        first
+    }
+
+    fn random_flat(&self) -> Option<usize> {
+        let total = *self.cumulative.last()?;
+        let point = random::next_u64() as f64 / u64::MAX as f64 * total;
+        Some(
+            self.cumulative
+                .partition_point(|sum| *sum <= point)
+                .min(self.flat.len() - 1),
+        )
+    }
+
+    /// A weighted-random flat index that `avoid` accepts: a few draws, then a scan onwards
+    /// from the last draw; `None` when every endpoint is avoided.
+    fn random_acceptable(&self, avoid: &impl Fn(&Endpoint) -> bool) -> Option<usize> {
+        let mut index = self.random_flat()?;
+        for _ in 0..3 {
+            if !avoid(self.at(self.flat[index]).1) {
+                return Some(index);
+            }
+            index = self.random_flat()?;
+        }
+        (0..self.flat.len())
+            .map(|step| (index + step) % self.flat.len())
+            .find(|i| !avoid(self.at(self.flat[*i]).1))
+    }
+
+    fn random(&self, avoid: impl Fn(&Endpoint) -> bool) -> Option<(&BackendEndpoints, &Endpoint)> {
+        let index = match self.random_acceptable(&avoid) {
+            Some(index) => index,
+            None => self.random_flat()?,
+        };
+        Some(self.at(self.flat[index]))
+    }
+
+    fn least_request(
+        &self,
+        avoid: impl Fn(&Endpoint) -> bool,
+    ) -> Option<(&BackendEndpoints, &Endpoint)> {
+        let Some(a) = self.random_acceptable(&avoid) else {
+            return Some(self.at(self.flat[self.random_flat()?]));
+        };
+        // The second choice is another endpoint when there is one: two draws of the same
+        // endpoint would be no choice at all.
+        let first = self.at(self.flat[a]).1;
+        let b = self
+            .random_acceptable(&|e: &Endpoint| avoid(e) || std::ptr::eq(e, first))
+            .unwrap_or(a);
+        // Fewer in flight per unit of weight wins; the weights are the flat shares.
+        let weight =
+            |i: usize| self.cumulative[i] - if i == 0 { 0.0 } else { self.cumulative[i - 1] };
+        let score = |i: usize| f64::from(self.at(self.flat[i]).1.load.in_flight()) / weight(i);
+        Some(self.at(self.flat[if score(b) < score(a) { b } else { a }]))
+    }
+
+    /// The key's endpoint on the ring; if it is avoided, the next distinct endpoint along the
+    /// ring that is not (so a key keeps a stable second choice).
+    fn consistent_hash(
+        &self,
+        hash: u64,
+        avoid: impl Fn(&Endpoint) -> bool,
+    ) -> Option<(&BackendEndpoints, &Endpoint)> {
+        let mut walk = self.ring.walk(hash);
+        let first_index = walk.next()?;
+        let first = self.at(self.flat[first_index]);
+        if !avoid(first.1) {
+            return Some(first);
+        }
+        // The rare path (an ejection, a retry): each endpoint is looked at once.
+        let mut seen = vec![false; self.flat.len()];
+        seen[first_index] = true;
+        let mut left = self.flat.len() - 1;
+        for index in walk {
+            if left == 0 {
+                break;
+            }
+            if std::mem::replace(&mut seen[index], true) {
+                continue;
+            }
+            left -= 1;
+            let candidate = self.at(self.flat[index]);
+            if !avoid(candidate.1) {
+                return Some(candidate);
+            }
+        }
+        Some(first)
     }
 
     /// The Services behind this rule, for error messages.
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.backends.iter().map(|b| &*b.service)
+    }
+
+    /// Every backend and its endpoints, for `/debug/routes`.
+    pub fn backends(&self) -> &[BackendEndpoints] {
+        &self.backends
     }
 }
 
@@ -129,8 +370,12 @@ mod tests {
     }
 
     fn balancer(backends: Vec<(BackendEndpoints, u32)>) -> Balancer {
+        with_algorithm(backends, Algorithm::RoundRobin)
+    }
+
+    fn with_algorithm(backends: Vec<(BackendEndpoints, u32)>, algorithm: Algorithm) -> Balancer {
         let cursor = Arc::new(BalancerCursor::new(backends.len()));
-        Balancer::new(backends, cursor)
+        Balancer::new(backends, algorithm, cursor)
     }
 
     fn picks(balancer: &Balancer, n: usize) -> Vec<String> {
@@ -139,8 +384,8 @@ mod tests {
             .collect()
     }
 
-    fn port(target: &Target) -> u16 {
-        match target.address() {
+    fn port(endpoint: &Endpoint) -> u16 {
+        match endpoint.target.address() {
             TargetAddress::Socket(address) => address.port(),
             TargetAddress::Host { port, .. } => *port,
         }
@@ -173,6 +418,14 @@ mod tests {
         assert!(picks(&balancer_a, 10).iter().all(|s| s == "b"));
         let empty = balancer(vec![(backend("a", &[]), 1)]);
         assert!(empty.pick().is_none());
+        for algorithm in [
+            Algorithm::LeastRequest,
+            Algorithm::Random,
+            Algorithm::ConsistentHash,
+        ] {
+            let empty = with_algorithm(vec![(backend("a", &[]), 1)], algorithm);
+            assert!(empty.pick_avoiding(Some(7), |_| false).is_none());
+        }
     }
 
     #[test]
@@ -185,9 +438,68 @@ mod tests {
     #[test]
     fn the_rotation_goes_on_across_a_rebuilt_balancer() {
         let cursor = Arc::new(BalancerCursor::new(1));
-        let first = Balancer::new(vec![(backend("a", &[1, 2, 3]), 1)], cursor.clone());
+        let first = Balancer::new(
+            vec![(backend("a", &[1, 2, 3]), 1)],
+            Algorithm::RoundRobin,
+            cursor.clone(),
+        );
         assert_eq!(port(first.pick().unwrap().1), 1);
-        let rebuilt = Balancer::new(vec![(backend("a", &[1, 2, 3]), 1)], cursor);
+        let rebuilt = Balancer::new(
+            vec![(backend("a", &[1, 2, 3]), 1)],
+            Algorithm::RoundRobin,
+            cursor,
+        );
         assert_eq!(port(rebuilt.pick().unwrap().1), 2);
+    }
+
+    #[test]
+    fn every_algorithm_avoids_what_it_is_told_while_something_else_remains() {
+        for algorithm in [
+            Algorithm::RoundRobin,
+            Algorithm::LeastRequest,
+            Algorithm::Random,
+            Algorithm::ConsistentHash,
+        ] {
+            let name = format!("{algorithm:?}");
+            let balancer = with_algorithm(vec![(backend("a", &[1, 2, 3]), 1)], algorithm);
+            for key in 0..50u64 {
+                let (_, endpoint) = balancer
+                    .pick_avoiding(Some(ring::stable_hash(key)), |e| port(e) != 2)
+                    .unwrap();
+                assert_eq!(port(endpoint), 2, "{name}");
+            }
+            // Everything avoided: something is still picked rather than nothing.
+            assert!(balancer.pick_avoiding(Some(1), |_| true).is_some());
+        }
+    }
+
+    #[test]
+    fn least_request_prefers_the_endpoint_with_fewer_in_flight() {
+        let balancer = with_algorithm(vec![(backend("a", &[1, 2]), 1)], Algorithm::LeastRequest);
+        let busy = &balancer.backends()[0].endpoints[0];
+        let _held: Vec<InFlight> = (0..10).map(|_| busy.load.start()).collect();
+        let to_idle = (0..200)
+            .filter(|_| port(balancer.pick().unwrap().1) == 2)
+            .count();
+        // The two draws are always the two endpoints, so the idle one always wins.
+        assert_eq!(to_idle, 200);
+    }
+
+    #[test]
+    fn the_same_key_goes_to_the_same_endpoint() {
+        let balancer = with_algorithm(
+            vec![(backend("a", &[1, 2, 3, 4]), 1)],
+            Algorithm::ConsistentHash,
+        );
+        for key in 0..100u64 {
+            let hash = ring::stable_hash(key);
+            let first = port(balancer.pick_avoiding(Some(hash), |_| false).unwrap().1);
+            for _ in 0..5 {
+                assert_eq!(
+                    port(balancer.pick_avoiding(Some(hash), |_| false).unwrap().1),
+                    first
+                );
+            }
+        }
     }
 }

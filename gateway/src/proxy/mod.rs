@@ -37,14 +37,20 @@ use http::{
 };
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
-use weir_contract::BodyTimeout;
+use weir_contract::{BodyTimeout, HashKey};
 
 pub use failure::Failure;
+pub(crate) use forward::send as send_copy;
 
 use crate::{
-    balance::BackendEndpoints,
+    balance::{BackendEndpoints, Endpoint, random, ring},
+    filters::mirror::{MIRROR_BODY_LIMIT, Mirror},
+    policy::retry::{self, TryOutcome},
     table::{RoutingTable, RuleTarget},
-    upstream::{GuardedBody, PoolSettings, RequestBody, Target, UpstreamBody, Upstreams},
+    upstream::{
+        BodyLimitError, BoxError, GuardedBody, PoolSettings, ReplayBody, RequestBody, UpstreamBody,
+        Upstreams,
+    },
 };
 
 /// A response body: the upstream's, streamed, or a short text of Weir's own.
@@ -62,12 +68,15 @@ pub struct Proxy {
 pub struct ProxySettings {
     /// The longest pause while a client sends a request body, for rules that set none.
     pub request_body_timeout: Option<Duration>,
+    /// The largest request body kept to send again on a retry; a larger one is not retried.
+    pub retry_buffer_bytes: usize,
 }
 
 impl Default for ProxySettings {
     fn default() -> Self {
         Self {
             request_body_timeout: Some(Duration::from_secs(60)),
+            retry_buffer_bytes: 64 * 1024,
         }
     }
 }
@@ -112,6 +121,8 @@ struct RequestCtx<'r> {
     peer: &'r Peer,
     /// The rule the request matched, in the table the request holds.
     target: &'r RuleTarget,
+    /// The prefix it matched by, for `ReplacePrefixMatch`.
+    prefix: Option<&'r str>,
     /// Whether the client speaks gRPC, so Weir's own failures are gRPC statuses.
     grpc: bool,
 }
@@ -119,15 +130,31 @@ struct RequestCtx<'r> {
 /// What routing decided.
 struct Routed<'t> {
     target: &'t RuleTarget,
+    prefix: Option<&'t str>,
     host: Option<RequestHost>,
     /// The normalized path, when it differs from the one sent.
     normalized_path: Option<String>,
 }
 
-/// The upstream a request goes to: a backend of its rule and one of its endpoints.
+/// The upstream a try goes to: a backend of its rule and one of its endpoints.
+#[derive(Clone, Copy)]
 struct Selected<'r> {
     backend: &'r BackendEndpoints,
-    endpoint: &'r Target,
+    endpoint: &'r Endpoint,
+}
+
+/// What the request filters decided.
+enum Filtered {
+    /// Forward it; the protocol an HTTP/1.1 client asked to upgrade to, if any.
+    Forward(Option<HeaderValue>),
+    /// A filter answered it (a redirect, a direct response, a rate limit).
+    Answered(Response<Full<Bytes>>),
+}
+
+/// The request's consistent-hash key, and a cookie to set when the key was made up.
+struct HashInput {
+    key: Option<u64>,
+    set_cookie: Option<HeaderValue>,
 }
 
 impl Proxy {
@@ -154,23 +181,92 @@ impl Proxy {
             started,
             peer,
             target: routed.target,
+            prefix: routed.prefix,
             grpc: is_grpc(&parts),
         };
         if let Some(path) = routed.normalized_path {
             set_path(&mut parts, &path);
         }
-        let upgrade = request_filters(&ctx, &mut parts, routed.host);
-        let Some(selected) = select(&ctx) else {
+        let upgrade = match request_filters(&ctx, &mut parts, routed.host) {
+            Filtered::Forward(upgrade) => upgrade,
+            Filtered::Answered(response) => return record_answer(&ctx, response),
+        };
+        let hash = hash_input(&ctx, &parts);
+        let Some(selected) = select(&ctx, hash.key, &[]) else {
             return record(&ctx, None, Err(Failure::NoEndpoint));
         };
-        let outcome = forward(self, &ctx, &selected, parts, body, upgrade)
-            .await
-            .map(|mut response| {
-                response_filters(&ctx, &mut response);
-                response
-            });
-        record(&ctx, Some(&selected), outcome)
+        let outcome = forward(self, &ctx, selected, hash.key, parts, body, upgrade).await;
+        let outcome = outcome.map(|(mut response, selected)| {
+            response_filters(&ctx, &selected, hash.set_cookie, &mut response);
+            (response, selected)
+        });
+        match outcome {
+            Ok((response, selected)) => record(&ctx, Some(&selected), Ok(response)),
+            Err((failure, selected)) => record(&ctx, selected.as_ref(), Err(failure)),
+        }
     }
+}
+
+/// The request path without I/O, for micro-benchmarks of what filters and policies cost
+/// (`cargo bench -p weir-gateway --bench filters`); the proxy never calls it.
+///
+/// Every phase of [`Proxy::handle`] but the send runs on a request without a body: route,
+/// request filters (rate limit and answers included), hash key, select (with the in-flight
+/// count least-request keeps), the backend's filters, response filters on `upstream` standing
+/// in for the upstream's answer, and the metrics. Mirrors are sampled but not sent.
+#[doc(hidden)]
+pub fn dry_run(
+    table: &RoutingTable,
+    request: Request<()>,
+    peer: &Peer,
+    upstream: Response<()>,
+) -> Response<()> {
+    let started = Instant::now();
+    let routed = match route(table, &request) {
+        Ok(routed) => routed,
+        Err(failure) => {
+            table
+                .unmatched_metrics()
+                .record(failure.status(), started.elapsed());
+            return failure.response(false).map(|_| ());
+        }
+    };
+    let (mut parts, ()) = request.into_parts();
+    let ctx = RequestCtx {
+        started,
+        peer,
+        target: routed.target,
+        prefix: routed.prefix,
+        grpc: is_grpc(&parts),
+    };
+    if let Some(path) = routed.normalized_path {
+        set_path(&mut parts, &path);
+    }
+    if let Filtered::Answered(response) = request_filters(&ctx, &mut parts, routed.host) {
+        return record_answer(&ctx, response).map(|_| ());
+    }
+    for mirror in ctx.target.filters.mirrors.iter() {
+        std::hint::black_box(mirror.sampled());
+    }
+    let hash = hash_input(&ctx, &parts);
+    let Some(selected) = select(&ctx, hash.key, &[]) else {
+        return record(&ctx, None, Err(Failure::NoEndpoint)).map(|_| ());
+    };
+    let in_flight = ctx
+        .target
+        .tracks_load
+        .then(|| selected.endpoint.load.start());
+    if !selected.backend.filters.is_empty() {
+        selected.backend.filters.apply_request(&mut parts.headers);
+    }
+    std::hint::black_box(&parts);
+    let mut response = upstream;
+    response_filters(&ctx, &selected, hash.set_cookie, &mut response);
+    drop(in_flight);
+    ctx.target
+        .metrics()
+        .record(response.status(), ctx.started.elapsed());
+    response
 }
 
 /// The host a request is for, and where that came from.
@@ -216,7 +312,7 @@ fn route<'t, B>(table: &'t RoutingTable, request: &Request<B>) -> Result<Routed<
     let uri = request.uri();
     let path = normalize::normalize(uri.path())
         .map_err(|_| Failure::BadRequest("weir: the path climbs above the root\n"))?;
-    let target = table
+    let matched = table
         .find(
             host_name,
             request.method(),
@@ -226,7 +322,8 @@ fn route<'t, B>(table: &'t RoutingTable, request: &Request<B>) -> Result<Routed<
         )
         .ok_or(Failure::NoRoute)?;
     Ok(Routed {
-        target,
+        target: matched.target,
+        prefix: matched.prefix,
         host,
         normalized_path: match path {
             Cow::Borrowed(_) => None,
@@ -235,57 +332,289 @@ fn route<'t, B>(table: &'t RoutingTable, request: &Request<B>) -> Result<Routed<
     })
 }
 
-/// Phase 2, request filters: Weir's forwarding headers, then the rule's filters. Returns the
-/// protocol the client asked to upgrade to, if any.
-fn request_filters(
-    ctx: &RequestCtx<'_>,
-    parts: &mut Parts,
-    host: Option<RequestHost>,
-) -> Option<HeaderValue> {
+/// Phase 2, request filters: the rule's rate limit, a filter that answers the request itself,
+/// Weir's forwarding headers, then the rule's header modifiers and rewrite.
+fn request_filters(ctx: &RequestCtx<'_>, parts: &mut Parts, host: Option<RequestHost>) -> Filtered {
+    let target = ctx.target;
+    if let Some(limiter) = &target.rate_limiter
+        && let Err(limited) = limiter.check(ctx.peer.address.ip(), &parts.headers)
+    {
+        if let Some(metrics) = &target.policy_metrics {
+            metrics.rate_limited.inc();
+        }
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            b"weir: rate limit exceeded\n",
+        )));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        limiter.refusal_headers(limited, response.headers_mut());
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Filtered::Answered(response);
+    }
+    if let Some(response) = target.filters.answer(parts, ctx.prefix, ctx.peer.secure) {
+        return Filtered::Answered(response);
+    }
     let upgrade = forward::prepare(parts, host, ctx.peer);
-    ctx.target.filters.apply_request(&mut parts.headers);
-    upgrade
+    target.filters.apply_request(parts, ctx.prefix);
+    Filtered::Forward(upgrade)
 }
 
-/// Phase 3, select upstream: the backend and endpoint the rule's balancer picks next; `None`
-/// when no backend has a ready endpoint.
-fn select<'r>(ctx: &RequestCtx<'r>) -> Option<Selected<'r>> {
-    let (backend, endpoint) = ctx.target.balancer.pick()?;
+/// The consistent-hash key of a request, for rules that hash.
+fn hash_input(ctx: &RequestCtx<'_>, parts: &Parts) -> HashInput {
+    let Some(key) = ctx.target.hash_key() else {
+        return HashInput {
+            key: None,
+            set_cookie: None,
+        };
+    };
+    match key {
+        HashKey::Header(name) => HashInput {
+            key: parts
+                .headers
+                .get(name)
+                .map(|v| ring::stable_hash(v.as_bytes())),
+            set_cookie: None,
+        },
+        HashKey::SourceIp => HashInput {
+            key: Some(ring::stable_hash(ctx.peer.address.ip())),
+            set_cookie: None,
+        },
+        HashKey::Cookie { name, ttl } => match cookie(&parts.headers, name) {
+            Some(value) => HashInput {
+                key: Some(ring::stable_hash(value.as_bytes())),
+                set_cookie: None,
+            },
+            None => {
+                // A new client: a random value, kept by the client from now on.
+                let value = format!("{:016x}", random::next_u64());
+                let mut set_cookie = format!("{name}={value}; Path=/; HttpOnly");
+                if let Some(ttl) = ttl {
+                    set_cookie.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+                }
+                HashInput {
+                    key: Some(ring::stable_hash(value.as_bytes())),
+                    set_cookie: HeaderValue::from_str(&set_cookie).ok(),
+                }
+            }
+        },
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+}
+
+/// Phase 3, select upstream: the backend and endpoint the rule's balancer picks next,
+/// avoiding ejected endpoints and those in `tried`; `None` when no backend has a ready endpoint.
+fn select<'r>(
+    ctx: &RequestCtx<'r>,
+    hash: Option<u64>,
+    tried: &[&Endpoint],
+) -> Option<Selected<'r>> {
+    let (backend, endpoint) = ctx.target.balancer.pick_avoiding(hash, |endpoint| {
+        endpoint.health.as_ref().is_some_and(|h| h.is_ejected())
+            || tried.iter().any(|t| std::ptr::eq(*t, endpoint))
+    })?;
     Some(Selected { backend, endpoint })
 }
 
-/// Phase 4, forward: the backend's own filters, the body held to the rule's limits, then the
-/// request goes to the endpoint; an upgrade the upstream accepts becomes a tunnel.
-async fn forward(
+/// Phase 4, forward: mirrors get their copies, then the request goes to the selected endpoint;
+/// a failed try is retried (on another endpoint when there is one) as the rule's retry policy
+/// and budget allow, within the rule's request timeout. An upgrade the upstream accepts
+/// becomes a tunnel.
+async fn forward<'r>(
     proxy: &Proxy,
-    ctx: &RequestCtx<'_>,
-    selected: &Selected<'_>,
-    mut parts: Parts,
+    ctx: &RequestCtx<'r>,
+    selected: Selected<'r>,
+    hash: Option<u64>,
+    parts: Parts,
     body: Incoming,
     upgrade: Option<HeaderValue>,
-) -> Result<Response<UpstreamBody>, Failure> {
-    if !selected.backend.filters.is_empty() {
-        crate::filters::apply_request(&selected.backend.filters, &mut parts.headers);
+) -> Result<(Response<UpstreamBody>, Selected<'r>), (Failure, Option<Selected<'r>>)> {
+    let target = ctx.target;
+    let fail = |failure| (failure, Some(selected));
+    let mut body = guard_body(proxy, ctx, &parts, body).map_err(fail)?;
+    if !target.filters.mirrors.is_empty() {
+        body = mirror(proxy, ctx, &parts, body).await.map_err(fail)?;
     }
-    let body = guard_body(proxy, ctx, &parts, body)?;
+    let Some(retry) = &target.policy.retry else {
+        // The common case: one try, the request moved rather than copied.
+        let tried = try_once(proxy, ctx, selected, parts, body, upgrade);
+        return match target.policy.timeouts.request {
+            Some(limit) => tokio::time::timeout(limit, tried)
+                .await
+                .unwrap_or(Err(Failure::Timeout)),
+            None => tried.await,
+        }
+        .map(|response| (response, selected))
+        .map_err(fail);
+    };
+    let retries = retry_loop(proxy, ctx, retry, selected, hash, parts, body);
+    match target.policy.timeouts.request {
+        Some(limit) => tokio::time::timeout(limit, retries)
+            .await
+            .unwrap_or(Err((Failure::Timeout, Some(selected)))),
+        None => retries.await,
+    }
+}
+
+/// Tries, and retries while the policy, the budget and the body allow.
+async fn retry_loop<'r>(
+    proxy: &Proxy,
+    ctx: &RequestCtx<'r>,
+    retry: &weir_contract::RetryPolicy,
+    first: Selected<'r>,
+    hash: Option<u64>,
+    parts: Parts,
+    body: RequestBody,
+) -> Result<(Response<UpstreamBody>, Selected<'r>), (Failure, Option<Selected<'r>>)> {
+    let target = ctx.target;
+    let metrics = target.policy_metrics.as_ref();
+    if let Some(budget) = &target.retry_budget {
+        budget.deposit();
+    }
+    // A retry needs the body again: it is recorded as it streams (up to the retry buffer), and
+    // each try gets a handle that replays it. `recorded` itself is never sent; it only makes
+    // handles. A body with nothing in it needs no record.
+    let empty_body = body.is_end_stream();
+    let mut recorded =
+        (!empty_body).then(|| ReplayBody::new(body, proxy.settings.retry_buffer_bytes));
+    let mut selected = first;
+    let mut tried: Vec<&Endpoint> = Vec::with_capacity(retry.attempts as usize + 1);
+    let mut retries = 0;
+    loop {
+        tried.push(selected.endpoint);
+        let this_body = match recorded.as_ref().map(ReplayBody::try_clone) {
+            None => RequestBody::empty(),
+            Some(Some(handle)) => RequestBody::Replay(handle),
+            // Known to be too long to record: sent once, as it is, and never retried.
+            Some(None) => RequestBody::Replay(recorded.take().expect("matched Some")),
+        };
+        if let Some(metrics) = metrics {
+            metrics.upstream_attempts.inc();
+        }
+        let outcome = try_once(proxy, ctx, selected, copy_parts(&parts), this_body, None).await;
+        let classified = match &outcome {
+            Ok(response) => TryOutcome::Status(response.status()),
+            Err(Failure::Connect(_)) => TryOutcome::ConnectFailure,
+            Err(Failure::Upstream(_)) | Err(Failure::Timeout) => TryOutcome::Reset,
+            // Weir's own refusals (body limits) are not the upstream's to retry.
+            Err(_) => {
+                return outcome
+                    .map(|r| (r, selected))
+                    .map_err(|f| (f, Some(selected)));
+            }
+        };
+        let body_can_be_sent_again =
+            empty_body || recorded.as_ref().is_some_and(ReplayBody::can_replay);
+        let may_retry = retries < retry.attempts
+            && retry::retryable(retry, &parts.method, classified)
+            && body_can_be_sent_again;
+        if !may_retry {
+            return outcome
+                .map(|r| (r, selected))
+                .map_err(|f| (f, Some(selected)));
+        }
+        if let Some(budget) = &target.retry_budget
+            && !budget.withdraw()
+        {
+            if let Some(metrics) = metrics {
+                metrics.retry_budget_exhausted.inc();
+            }
+            return outcome
+                .map(|r| (r, selected))
+                .map_err(|f| (f, Some(selected)));
+        }
+        retries += 1;
+        if let Some(metrics) = metrics {
+            metrics.retries.inc();
+        }
+        tracing::debug!(route = %target.route, rule = target.rule_index, upstream = %selected.endpoint.target, retry = retries, ?classified, "retrying");
+        // The failed try's response (if any) is dropped unread: its connection closes.
+        drop(outcome);
+        tokio::time::sleep(retry::backoff(retry, retries)).await;
+        selected = select(ctx, hash, &tried).unwrap_or(selected);
+    }
+}
+
+/// A copy of the request head, for one more try.
+fn copy_parts(parts: &Parts) -> Parts {
+    let (mut copy, ()) = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version)
+        .body(())
+        .expect("a copy of a valid request head is valid")
+        .into_parts();
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+/// One try: the backend's filters, then the request goes to the endpoint within the try's
+/// timeout; the endpoint's health and load hear how it went.
+async fn try_once(
+    proxy: &Proxy,
+    ctx: &RequestCtx<'_>,
+    selected: Selected<'_>,
+    mut parts: Parts,
+    body: RequestBody,
+    upgrade: Option<HeaderValue>,
+) -> Result<Response<UpstreamBody>, Failure> {
+    let Selected { backend, endpoint } = selected;
+    if !backend.filters.is_empty() {
+        backend.filters.apply_request(&mut parts.headers);
+    }
     let extended_connect = forward::websocket_over_http2(&parts);
     let client_upgrade = match upgrade {
-        _ if extended_connect && forward::can_upgrade(selected.endpoint) => {
+        _ if extended_connect && forward::can_upgrade(&endpoint.target) => {
             forward::ask_websocket_of_http2_client(&mut parts)
         }
-        Some(protocol) if forward::can_upgrade(selected.endpoint) => {
+        Some(protocol) if forward::can_upgrade(&endpoint.target) => {
             forward::ask_upgrade(&mut parts, protocol)
         }
         _ => None,
     };
-    let mut response = forward::send(
+    let in_flight = ctx.target.tracks_load.then(|| endpoint.load.start());
+    let outcome = forward::send(
         &proxy.upstreams,
-        selected.endpoint,
+        &endpoint.target,
         parts,
         body,
         ctx.target.policy.timeouts.backend_request,
     )
-    .await?;
+    .await;
+    if let Some(health) = &endpoint.health {
+        let failed = match &outcome {
+            Ok(response) => response.status().is_server_error(),
+            Err(Failure::Connect(_) | Failure::Upstream(_) | Failure::Timeout) => true,
+            Err(_) => false,
+        };
+        if !failed {
+            health.succeeded();
+        } else if let Some(ejected_for) =
+            health.failed(backend.endpoints.iter().filter_map(|e| e.health.as_deref()))
+        {
+            if let Some(metrics) = &ctx.target.policy_metrics {
+                metrics.ejections.inc();
+            }
+            tracing::warn!(route = %ctx.target.route, rule = ctx.target.rule_index, service = %backend.service, upstream = %endpoint.target, ?ejected_for, "endpoint ejected by outlier detection");
+        }
+    }
+    let mut response = outcome?;
+    if let Some(in_flight) = in_flight {
+        response.body_mut().hold(in_flight);
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
     {
@@ -295,6 +624,113 @@ async fn forward(
         }
     }
     Ok(response)
+}
+
+/// Sends the mirrors of the rule their copies, and gives back the body to forward. A body is
+/// read whole (up to the mirror limit) so that the copies can carry it; a larger one goes on
+/// unread and is not mirrored.
+async fn mirror(
+    proxy: &Proxy,
+    ctx: &RequestCtx<'_>,
+    parts: &Parts,
+    body: RequestBody,
+) -> Result<RequestBody, Failure> {
+    let mirrors: Vec<&Mirror> = ctx
+        .target
+        .filters
+        .mirrors
+        .iter()
+        .filter(|m| m.sampled())
+        .collect();
+    if mirrors.is_empty() {
+        return Ok(body);
+    }
+    let metrics = ctx.target.policy_metrics.as_ref();
+    let (bytes, body) = if body.is_end_stream() {
+        (Some(Bytes::new()), body)
+    } else {
+        match read_up_to(body, MIRROR_BODY_LIMIT).await {
+            Ok(Whole(bytes)) => (Some(bytes.clone()), RequestBody::from(bytes)),
+            Ok(Partial(body)) => (None, body),
+            Err(failure) => return Err(failure),
+        }
+    };
+    for mirror in mirrors {
+        match &bytes {
+            Some(bytes) => mirror.fire(&proxy.upstreams, parts, bytes.clone(), metrics),
+            None => {
+                if let Some(metrics) = metrics {
+                    metrics.mirror_skipped.inc();
+                }
+            }
+        }
+    }
+    Ok(body)
+}
+
+/// A body read up to a limit: whole, or (past the limit) what was read followed by the rest.
+enum ReadUpTo {
+    Whole(Bytes),
+    Partial(RequestBody),
+}
+use ReadUpTo::{Partial, Whole};
+
+async fn read_up_to(mut body: RequestBody, limit: usize) -> Result<ReadUpTo, Failure> {
+    use http_body_util::BodyExt;
+    let mut read = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| match error.downcast_ref::<BodyLimitError>() {
+            Some(BodyLimitError::TooLarge { .. }) => Failure::BodyTooLarge,
+            Some(BodyLimitError::Stalled(_)) => Failure::BodyStalled,
+            None => Failure::BadRequest("weir: the request body could not be read\n"),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            read.extend_from_slice(&data);
+            if read.len() > limit {
+                let prefix = futures_prefix(read.freeze(), body);
+                return Ok(Partial(prefix));
+            }
+        }
+    }
+    Ok(Whole(read.freeze()))
+}
+
+/// `prefix` followed by the rest of `body`.
+fn futures_prefix(prefix: Bytes, body: RequestBody) -> RequestBody {
+    use http_body_util::{BodyExt, Full};
+    let first = Full::new(prefix).map_err(|never| match never {});
+    RequestBody::boxed(ChainBody {
+        first: Some(first),
+        rest: body,
+    })
+}
+
+/// One body, then another.
+struct ChainBody<A, B> {
+    first: Option<A>,
+    rest: B,
+}
+
+impl<A, B> hyper::body::Body for ChainBody<A, B>
+where
+    A: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        if let Some(first) = &mut self.first {
+            match std::task::ready!(std::pin::Pin::new(first).poll_frame(cx)) {
+                Some(frame) => return std::task::Poll::Ready(Some(frame)),
+                None => self.first = None,
+            }
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
 }
 
 /// The request body, held to the rule's size limit and pause limit; a body whose declared
@@ -328,18 +764,30 @@ fn guard_body(
     if max_bytes.is_none() && max_pause.is_none() {
         return Ok(RequestBody::Incoming(body));
     }
-    Ok(RequestBody::Guarded(GuardedBody::new(
-        body, max_bytes, max_pause,
-    )))
+    Ok(GuardedBody::new(body, max_bytes, max_pause).into())
 }
 
 /// Phase 5, response filters: the upstream's hop-by-hop headers out (but those of an
-/// accepted upgrade), the rule's filters in.
-fn response_filters<B>(ctx: &RequestCtx<'_>, response: &mut Response<B>) {
+/// accepted upgrade), the backend's and the rule's response filters, a hashing cookie set.
+fn response_filters<B>(
+    ctx: &RequestCtx<'_>,
+    selected: &Selected<'_>,
+    set_cookie: Option<HeaderValue>,
+    response: &mut Response<B>,
+) {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         forward::remove_hop_by_hop(response.headers_mut());
     }
+    selected
+        .backend
+        .filters
+        .apply_response(response.headers_mut());
     ctx.target.filters.apply_response(response.headers_mut());
+    if let Some(cookie) = set_cookie {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, cookie);
+    }
 }
 
 /// Phase 6, record: the rule's metrics, a log line for a failure, and the response the
@@ -368,7 +816,7 @@ fn record(
                     route = %target.route,
                     rule = target.rule_index,
                     service = %selected.backend.service,
-                    upstream = %selected.endpoint,
+                    upstream = %selected.endpoint.target,
                     status = status.as_u16(),
                     error = failure.error_chain(),
                     duration_ms = ctx.started.elapsed().as_millis() as u64,
@@ -380,6 +828,16 @@ fn record(
             failure.response(ctx.grpc)
         }
     }
+}
+
+/// Phase 6 for a request a filter answered.
+fn record_answer(ctx: &RequestCtx<'_>, response: Response<Full<Bytes>>) -> Response<ProxyBody> {
+    let mut response = response.map(Either::Right);
+    ctx.target.filters.apply_response(response.headers_mut());
+    ctx.target
+        .metrics()
+        .record(response.status(), ctx.started.elapsed());
+    response
 }
 
 /// Phase 6 for a request no rule matched (or one Weir refused to route).

@@ -66,6 +66,7 @@ fn routed<'r>(table: &'r RoutingTable, peer: &'r Peer) -> (RequestCtx<'r>, Optio
         started: Instant::now(),
         peer,
         target: routed.target,
+        prefix: routed.prefix,
         grpc: false,
     };
     (ctx, routed.host)
@@ -146,10 +147,31 @@ fn request_filters_run_after_the_forwarding_headers_so_they_can_change_them() {
 fn select_names_no_upstream_when_no_endpoint_is_ready() {
     let peer = peer();
     let empty = table(Vec::new(), &[]);
-    assert!(select(&routed(&empty, &peer).0).is_none());
+    assert!(select(&routed(&empty, &peer).0, None, &[]).is_none());
     let ready = table(Vec::new(), &[7]);
     let (ctx, _) = routed(&ready, &peer);
-    assert_eq!(select(&ctx).unwrap().endpoint.to_string(), "127.0.0.1:7");
+    let selected = select(&ctx, None, &[]).unwrap();
+    assert_eq!(selected.endpoint.target.to_string(), "127.0.0.1:7");
+}
+
+#[test]
+fn select_avoids_what_a_retry_already_tried_while_another_endpoint_is_left() {
+    let peer = peer();
+    let table = table(Vec::new(), &[7, 8]);
+    let (ctx, _) = routed(&table, &peer);
+    for _ in 0..4 {
+        let first = select(&ctx, None, &[]).unwrap().endpoint;
+        let second = select(&ctx, None, &[first]).unwrap().endpoint;
+        assert!(
+            !std::ptr::eq(first, second),
+            "a retry goes to the other endpoint"
+        );
+        let third = select(&ctx, None, &[first, second]).unwrap();
+        assert!(
+            ["127.0.0.1:7", "127.0.0.1:8"].contains(&third.endpoint.target.to_string().as_str()),
+            "with every endpoint tried, one is still chosen"
+        );
+    }
 }
 
 #[test]
@@ -164,7 +186,8 @@ fn response_filters_drop_hop_by_hop_headers_then_apply_the_rules() {
         .header("connection", "close")
         .body(())
         .unwrap();
-    response_filters(&ctx, &mut response);
+    let selected = select(&ctx, None, &[]).unwrap();
+    response_filters(&ctx, &selected, None, &mut response);
     assert!(!response.headers().contains_key("connection"));
     assert_eq!(response.headers()["x-served-by"], "weir");
 }

@@ -18,16 +18,22 @@ mod target;
 use std::{collections::HashMap, sync::Arc};
 
 use http::{HeaderMap, Method};
-use weir_contract::{Protocol, Route, RouteId, Snapshot, UpstreamTls};
+use weir_contract::{
+    OutlierDetection, Protocol, RateLimit, RetryBudget, Route, RouteId, Snapshot, UpstreamTls,
+};
 
 use crate::{
-    balance::BalancerCursor,
+    balance::{BalancerCursor, EndpointLoad},
     metrics::{Metrics, RouteMetrics},
+    policy::{outlier::EndpointHealth, ratelimit::RuleRateLimiter, retry::RetryBudgetState},
     state::StateMap,
-    upstream::tls::{TlsConnectorConfig, UpstreamTlsError},
+    upstream::{
+        TargetAddress,
+        tls::{TlsConnectorConfig, UpstreamTlsError},
+    },
 };
 use paths::HostRoutes;
-pub use paths::covers;
+pub use paths::{Matched, covers};
 pub use target::{RouteState, RuleTarget};
 
 /// A compiled table. Built once, read by many requests, never changed.
@@ -48,22 +54,32 @@ pub struct TableCompiler {
     metrics: Metrics,
     routes: StateMap<RouteId, RouteState>,
     cursors: StateMap<(RouteId, usize), BalancerCursor>,
+    mirror_cursors: StateMap<(RouteId, usize, usize), BalancerCursor>,
     /// TLS connectors by what they are made of, so equal backends share one (and its
     /// sessions) across tables.
     tls_connectors: StateMap<(UpstreamTls, Protocol), TlsConnectorConfig>,
+    /// Requests in flight per endpoint, shared by every rule.
+    endpoint_loads: StateMap<TargetAddress, EndpointLoad>,
+    /// Endpoint health per rule and backend under outlier detection.
+    endpoint_healths: StateMap<(RouteId, usize, usize, TargetAddress), EndpointHealth>,
+    rate_limiters: StateMap<(RouteId, usize), RuleRateLimiter>,
+    retry_budgets: StateMap<(RouteId, usize), RetryBudgetState>,
     unmatched: Arc<RouteState>,
 }
 
 impl TableCompiler {
     pub fn new(metrics: Metrics) -> Self {
         Self {
-            unmatched: Arc::new(RouteState {
-                metrics: metrics.route_metrics(""),
-            }),
+            unmatched: Arc::new(RouteState::new(metrics.route_metrics(""))),
             metrics,
             routes: StateMap::default(),
             cursors: StateMap::default(),
+            mirror_cursors: StateMap::default(),
             tls_connectors: StateMap::default(),
+            endpoint_loads: StateMap::default(),
+            endpoint_healths: StateMap::default(),
+            rate_limiters: StateMap::default(),
+            retry_budgets: StateMap::default(),
         }
     }
 
@@ -138,7 +154,14 @@ impl TableCompiler {
     /// Returns how many routes were forgotten.
     pub fn sweep(&self) -> usize {
         self.cursors.sweep();
+        self.mirror_cursors.sweep();
         self.tls_connectors.sweep();
+        self.endpoint_loads.sweep();
+        self.endpoint_healths.sweep();
+        self.retry_budgets.sweep();
+        self.rate_limiters.sweep();
+        self.rate_limiters
+            .for_each_live(RuleRateLimiter::forget_idle);
         let gone = self.routes.sweep();
         for route in &gone {
             self.metrics.forget_route(route.display());
@@ -151,9 +174,61 @@ impl TableCompiler {
         self.routes.get_or_insert_with(
             route,
             |_| true,
-            || RouteState {
-                metrics: self.metrics.route_metrics(route.display()),
-            },
+            || RouteState::new(self.metrics.route_metrics(route.display())),
+        )
+    }
+
+    fn mirror_cursor(&self, route: &RouteId, rule: usize, mirror: usize) -> Arc<BalancerCursor> {
+        self.mirror_cursors.get_or_insert_with(
+            &(route.clone(), rule, mirror),
+            |cursor| cursor.fits(1),
+            || BalancerCursor::new(1),
+        )
+    }
+
+    fn endpoint_load(&self, address: &TargetAddress) -> Arc<EndpointLoad> {
+        self.endpoint_loads
+            .get_or_insert_with(address, |_| true, EndpointLoad::default)
+    }
+
+    fn endpoint_health(
+        &self,
+        route: &RouteId,
+        rule: usize,
+        backend: usize,
+        address: &TargetAddress,
+        config: OutlierDetection,
+    ) -> Arc<EndpointHealth> {
+        self.endpoint_healths.get_or_insert_with(
+            &(route.clone(), rule, backend, address.clone()),
+            |health| health.config == config,
+            || EndpointHealth::new(config),
+        )
+    }
+
+    fn rate_limiter(
+        &self,
+        route: &RouteId,
+        rule: usize,
+        limit: &RateLimit,
+    ) -> Arc<RuleRateLimiter> {
+        self.rate_limiters.get_or_insert_with(
+            &(route.clone(), rule),
+            |limiter| limiter.config == *limit,
+            || RuleRateLimiter::new(limit.clone()),
+        )
+    }
+
+    fn retry_budget(
+        &self,
+        route: &RouteId,
+        rule: usize,
+        budget: RetryBudget,
+    ) -> Arc<RetryBudgetState> {
+        self.retry_budgets.get_or_insert_with(
+            &(route.clone(), rule),
+            |state| state.config == budget,
+            || RetryBudgetState::new(budget),
         )
     }
 
@@ -192,7 +267,7 @@ impl RoutingTable {
         path: &str,
         query: Option<&str>,
         headers: &HeaderMap,
-    ) -> Option<&Arc<RuleTarget>> {
+    ) -> Option<Matched<'_>> {
         let host = strip_port(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -225,6 +300,19 @@ impl RoutingTable {
             }
         }
         self.any_host.as_ref().and_then(|r| r.find(&request))
+    }
+
+    /// The compiled target of one rule of a route, for the operator's view of live state
+    /// (endpoint health). Looked up in the host level of the route's first host.
+    pub fn rule_target(&self, route: &Route, rule: usize) -> Option<&Arc<RuleTarget>> {
+        let level = match route.hosts.first() {
+            None => self.any_host.as_ref(),
+            Some(host) => match host.strip_prefix('*') {
+                Some(suffix) => self.wildcard_hosts.get(suffix),
+                None => self.exact_hosts.get(host.as_str()),
+            },
+        };
+        level?.target(route.id.display(), rule)
     }
 
     /// The series requests that match no rule are recorded in.
@@ -373,8 +461,8 @@ mod tests {
         };
         table
             .find(host, &method, path, query, &map)
-            .and_then(|t| t.balancer.pick())
-            .map_or(0, |(_, target)| match target.address() {
+            .and_then(|m| m.target.balancer.pick())
+            .map_or(0, |(_, endpoint)| match endpoint.target.address() {
                 TargetAddress::Socket(address) => address.port(),
                 TargetAddress::Host { port, .. } => *port,
             })
@@ -717,7 +805,171 @@ mod tests {
         })
     }
 
+    /// A request as the full property test sends it.
+    #[derive(Debug, Clone)]
+    struct Asked {
+        method: HttpMethod,
+        path: String,
+        headers: Vec<(&'static str, &'static str)>,
+        query: Vec<(&'static str, &'static str)>,
+    }
+
+    impl std::fmt::Debug for HttpMethod {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}", self.method())
+        }
+    }
+
+    fn anchored(pattern: &str) -> regex::Regex {
+        regex::Regex::new(&format!("^(?:{pattern})$")).unwrap()
+    }
+
+    fn value_match() -> impl Strategy<Value = ValueMatch> {
+        prop_oneof![
+            Just(ValueMatch::Exact("1".into())),
+            Just(ValueMatch::Exact("2".into())),
+            Just(ValueMatch::RegularExpression(anchored("[12]"))),
+            Just(ValueMatch::RegularExpression(anchored("2|x"))),
+            Just(ValueMatch::Present),
+        ]
+    }
+
+    fn full_match() -> impl Strategy<Value = RouteMatch> {
+        let path = prop_oneof![
+            4 => path_rule(),
+            1 => prop_oneof![Just("/a.*"), Just("/(a|b)/.*"), Just("/ab?")]
+                .prop_map(|p| PathRule::RegularExpression(anchored(p))),
+        ];
+        let method =
+            proptest::option::of(prop_oneof![Just(HttpMethod::Get), Just(HttpMethod::Post)]);
+        let headers =
+            proptest::collection::vec((prop_oneof![Just("x-a"), Just("x-b")], value_match()), 0..3);
+        let query =
+            proptest::collection::vec((prop_oneof![Just("q"), Just("r")], value_match()), 0..3);
+        (path, method, headers, query).prop_map(|(path, method, headers, query)| RouteMatch {
+            path,
+            method: method.map(HttpMethod::method),
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| HeaderMatch {
+                    name: HeaderName::from_static(name),
+                    value,
+                })
+                .collect(),
+            query: query
+                .into_iter()
+                .map(|(name, value)| QueryMatch {
+                    name: name.into(),
+                    value,
+                })
+                .collect(),
+        })
+    }
+
+    fn asked() -> impl Strategy<Value = Asked> {
+        let value = prop_oneof![Just("1"), Just("2"), Just("3"), Just("x")];
+        let pairs = |names: [&'static str; 2]| {
+            proptest::collection::vec(
+                (proptest::sample::select(names.to_vec()), value.clone()),
+                0..3,
+            )
+        };
+        (
+            prop_oneof![Just(HttpMethod::Get), Just(HttpMethod::Post)],
+            path(),
+            pairs(["x-a", "x-b"]),
+            pairs(["q", "r"]),
+        )
+            .prop_map(|(method, path, headers, query)| Asked {
+                method,
+                path,
+                headers,
+                query,
+            })
+    }
+
+    /// Whether `value` matches, by the plain meaning of each match type.
+    fn value_accepts(wanted: &ValueMatch, value: &str) -> bool {
+        match wanted {
+            ValueMatch::Exact(exact) => exact == value,
+            ValueMatch::RegularExpression(regex) => regex.is_match(value),
+            ValueMatch::Present => true,
+        }
+    }
+
+    /// The reference for full matches: every condition checked one by one, then Gateway API
+    /// precedence by sorting.
+    fn reference_full(rules: &[(RouteMatch, u16)], asked: &Asked) -> u16 {
+        let mut ranked: Vec<_> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, (m, _))| {
+                let path = match &m.path {
+                    PathRule::Exact(p) => *p == asked.path,
+                    PathRule::Prefix(p) => covers(p, &asked.path),
+                    PathRule::RegularExpression(r) => r.is_match(&asked.path),
+                };
+                let method = m
+                    .method
+                    .as_ref()
+                    .is_none_or(|wanted| *wanted == asked.method.method());
+                let headers = m.headers.iter().all(|h| {
+                    asked
+                        .headers
+                        .iter()
+                        .any(|(n, v)| *n == h.name.as_str() && value_accepts(&h.value, v))
+                });
+                // Of a parameter given twice, the first counts.
+                let query = m.query.iter().all(|q| {
+                    asked
+                        .query
+                        .iter()
+                        .find(|(n, _)| *n == q.name)
+                        .is_some_and(|(_, v)| value_accepts(&q.value, v))
+                });
+                path && method && headers && query
+            })
+            .map(|(i, (m, tag))| {
+                let (kind, length) = match &m.path {
+                    PathRule::Exact(p) => (0, p.len()),
+                    PathRule::Prefix(p) => (1, p.len()),
+                    PathRule::RegularExpression(_) => (2, 0),
+                };
+                (
+                    (
+                        kind,
+                        std::cmp::Reverse(length),
+                        m.method.is_none(),
+                        std::cmp::Reverse(m.headers.len()),
+                        std::cmp::Reverse(m.query.len()),
+                        i,
+                    ),
+                    *tag,
+                )
+            })
+            .collect();
+        ranked.sort_by_key(|(rank, _)| *rank);
+        ranked.first().map_or(0, |(_, tag)| *tag)
+    }
+
     proptest! {
+        /// With methods, header and query matches (exact, regex, present) and regex paths
+        /// in the mix, the router still picks what checking every rule by hand picks.
+        #[test]
+        fn router_agrees_with_brute_force_on_every_kind_of_match(
+            matches in proptest::collection::vec(full_match(), 1..10),
+            requests in proptest::collection::vec(asked(), 1..24),
+        ) {
+            let tagged: Vec<(RouteMatch, u16)> = matches.into_iter().enumerate().map(|(i, m)| (m, i as u16 + 1)).collect();
+            let t = table(vec![("r", &[], tagged.iter().map(|(m, tag)| rule_with(m.clone(), *tag)).collect())]);
+            for asked in requests {
+                let query: Vec<String> = asked.query.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                let target = if query.is_empty() { asked.path.clone() } else { format!("{}?{}", asked.path, query.join("&")) };
+                let got = answer(&t, "h", asked.method.method(), &target, &asked.headers);
+                prop_assert_eq!(got, reference_full(&tagged, &asked), "{:?}", asked);
+            }
+        }
+
         /// Whatever the mix of Exact and Prefix rules, the router picks what brute force picks.
         #[test]
         fn router_agrees_with_brute_force(rules in proptest::collection::vec(path_rule(), 1..8), paths in proptest::collection::vec(path(), 1..16)) {

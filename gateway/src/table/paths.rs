@@ -44,7 +44,15 @@ struct Candidate {
     method: Option<Method>,
     headers: Box<[HeaderMatch]>,
     query: Box<[QueryMatch]>,
+    /// The prefix, for a prefix match: what a `ReplacePrefixMatch` replaces.
+    prefix: Option<Arc<str>>,
     target: Arc<RuleTarget>,
+}
+
+/// The rule a request matched, and the prefix it matched by (if by a prefix).
+pub struct Matched<'t> {
+    pub target: &'t Arc<RuleTarget>,
+    pub prefix: Option<&'t str>,
 }
 
 impl Candidate {
@@ -53,7 +61,18 @@ impl Candidate {
             method: route_match.method.clone(),
             headers: route_match.headers.clone().into(),
             query: route_match.query.clone().into(),
+            prefix: match &route_match.path {
+                PathMatch::Prefix(prefix) => Some(prefix.as_str().into()),
+                _ => None,
+            },
             target,
+        }
+    }
+
+    fn matched(&self) -> Matched<'_> {
+        Matched {
+            target: &self.target,
+            prefix: self.prefix.as_deref(),
         }
     }
 
@@ -229,18 +248,28 @@ impl HostRoutes {
         host_routes
     }
 
-    pub(super) fn find(&self, request: &RequestFacts<'_>) -> Option<&Arc<RuleTarget>> {
+    pub(super) fn find(&self, request: &RequestFacts<'_>) -> Option<Matched<'_>> {
         if let Ok(matched) = self.paths.at(request.path)
             && let Some(candidate) = self.buckets[*matched.value]
                 .iter()
                 .find(|c| c.accepts(request))
         {
-            return Some(&candidate.target);
+            return Some(candidate.matched());
         }
         self.regexes
             .iter()
             .find(|(regex, c)| regex.is_match(request.path) && c.accepts(request))
-            .map(|(_, c)| &c.target)
+            .map(|(_, c)| c.matched())
+    }
+
+    /// The compiled target of rule `rule` of the route shown as `route`, if this level has it.
+    pub(super) fn target(&self, route: &str, rule: usize) -> Option<&Arc<RuleTarget>> {
+        self.buckets
+            .iter()
+            .flatten()
+            .chain(self.regexes.iter().map(|(_, c)| c))
+            .map(|c| &c.target)
+            .find(|t| &*t.route == route && t.rule_index == rule)
     }
 
     /// Whether this level was built from exactly `routes`: the same route values, by

@@ -15,6 +15,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::{h1::Returnable, replay::ReplayBody};
+use crate::balance::InFlight;
 
 /// Any error a body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,10 +28,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum RequestBody {
     /// The client's own body, streamed through.
     Incoming(Incoming),
-    /// The client's body, within a size limit and a limit on pauses.
-    Guarded(GuardedBody),
-    /// A body that can be sent again (retries).
-    Replay(ReplayBody<Incoming>),
+    /// The client's body, within a size limit and a limit on pauses. Boxed: it is three times
+    /// the size of the other variants, and requests (moved several times on their way) should
+    /// not all pay for it.
+    Guarded(Box<GuardedBody>),
+    /// One try's handle on a body that can be sent again (retries).
+    Replay(ReplayBody<RequestBody>),
     /// A body Weir holds whole.
     Full(Full<Bytes>),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
@@ -60,12 +63,12 @@ impl From<Incoming> for RequestBody {
 
 impl From<GuardedBody> for RequestBody {
     fn from(body: GuardedBody) -> Self {
-        RequestBody::Guarded(body)
+        RequestBody::Guarded(Box::new(body))
     }
 }
 
-impl From<ReplayBody<Incoming>> for RequestBody {
-    fn from(body: ReplayBody<Incoming>) -> Self {
+impl From<ReplayBody<RequestBody>> for RequestBody {
+    fn from(body: ReplayBody<RequestBody>) -> Self {
         RequestBody::Replay(body)
     }
 }
@@ -97,7 +100,7 @@ impl Body for RequestBody {
         }
         match self.get_mut() {
             RequestBody::Incoming(body) => boxed(Pin::new(body).poll_frame(cx)),
-            RequestBody::Guarded(body) => boxed(Pin::new(body).poll_frame(cx)),
+            RequestBody::Guarded(body) => boxed(Pin::new(&mut **body).poll_frame(cx)),
             RequestBody::Replay(body) => boxed(Pin::new(body).poll_frame(cx)),
             RequestBody::Full(body) => boxed(Pin::new(body).poll_frame(cx)),
             RequestBody::Boxed(body) => Pin::new(body).poll_frame(cx),
@@ -209,18 +212,32 @@ impl Body for GuardedBody {
 }
 
 /// An upstream response body; gives its connection back to the pool once read to its end.
+///
+/// It may also hold the request's place in its endpoint's in-flight count
+/// ([`UpstreamBody::hold`]), so a streaming response counts as load until it ends.
 #[derive(Debug)]
 pub struct UpstreamBody {
     body: Incoming,
     connection: Option<Returnable>,
+    in_flight: Option<InFlight>,
 }
 
 impl UpstreamBody {
     pub(super) fn new(body: Incoming, connection: Option<Returnable>) -> Self {
-        Self { body, connection }
+        Self {
+            body,
+            connection,
+            in_flight: None,
+        }
+    }
+
+    /// Keeps `in_flight` until the body has ended (or is dropped).
+    pub fn hold(&mut self, in_flight: InFlight) {
+        self.in_flight = Some(in_flight);
     }
 
     fn give_back(&mut self) {
+        self.in_flight = None;
         if let Some(connection) = self.connection.take() {
             connection.give_back();
         }
@@ -239,7 +256,10 @@ impl Body for UpstreamBody {
         match &frame {
             None => self.give_back(),
             Some(Ok(_)) if self.body.is_end_stream() => self.give_back(),
-            Some(Err(_)) => self.connection = None,
+            Some(Err(_)) => {
+                self.connection = None;
+                self.in_flight = None;
+            }
             Some(Ok(_)) => {}
         }
         Poll::Ready(frame)

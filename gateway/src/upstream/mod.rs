@@ -187,8 +187,9 @@ impl UpstreamError {
     }
 }
 
-/// Sends requests to upstream targets over pooled connections.
-#[derive(Debug, Default)]
+/// Sends requests to upstream targets over pooled connections (the pools are per thread; this
+/// holds only how they are kept, so it is cheap to clone).
+#[derive(Debug, Default, Clone)]
 pub struct Upstreams {
     settings: PoolSettings,
 }

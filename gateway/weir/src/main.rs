@@ -87,6 +87,10 @@ struct Cli {
     /// `timeouts.requestBody` (0s: none). A stalled body is answered 408.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     request_body_timeout: Duration,
+    /// The largest request body held so that a rule with retries can send it again (e.g.
+    /// 64Ki, 1Mi). A longer body is streamed as usual but not retried once it has started.
+    #[arg(long, default_value = "64Ki", value_parser = weir_crds::parse_size)]
+    retry_buffer_size: u64,
     /// Address of the admin listener (health, readiness, metrics, /debug/routes).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -241,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let proxy_settings = ProxySettings {
         request_body_timeout: (!cli.request_body_timeout.is_zero())
             .then_some(cli.request_body_timeout),
+        retry_buffer_bytes: usize::try_from(cli.retry_buffer_size).unwrap_or(usize::MAX),
     };
     let drained = listener::serve_on_threads(
         listeners,
