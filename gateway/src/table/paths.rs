@@ -76,6 +76,7 @@ impl Candidate {
         }
     }
 
+    #[inline]
     fn accepts(&self, request: &RequestFacts<'_>) -> bool {
         self.method.as_ref().is_none_or(|m| m == request.method)
             && self.headers.iter().all(|header| {
@@ -248,6 +249,7 @@ impl HostRoutes {
         host_routes
     }
 
+    #[inline]
     pub(super) fn find(&self, request: &RequestFacts<'_>) -> Option<Matched<'_>> {
         if let Ok(matched) = self.paths.at(request.path)
             && let Some(candidate) = self.buckets[*matched.value]
