@@ -24,6 +24,9 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use weir_contract::NamespacedName;
 
+/// The label that makes a Secret a provider API key the AI gateway may read (value `"true"`).
+pub const AI_CREDENTIALS_LABEL: &str = "weir.dev/ai-credentials";
+
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -34,6 +37,11 @@ pub enum Kind {
     Service,
     EndpointSlice,
     Secret,
+    AIModel,
+    /// A Secret labelled `weir.dev/ai-key: "true"`: a client key of the AI gateway.
+    ClientKey,
+    /// A Secret labelled `weir.dev/ai-credentials: "true"`: a provider's API key.
+    ProviderKey,
 }
 
 /// What Weir knows about a kind.
@@ -48,6 +56,8 @@ pub struct KindInfo {
     pub crd: Option<&'static str>,
     /// In a cluster, only objects matching this field selector are watched.
     pub field_selector: Option<&'static str>,
+    /// In a cluster, only objects matching this label selector are watched.
+    pub label_selector: Option<&'static str>,
 }
 
 /// Every kind, in the order the store files them.
@@ -58,6 +68,7 @@ pub const KINDS: &[KindInfo] = &[
         name: "Route",
         crd: Some("routes.weir.dev"),
         field_selector: None,
+        label_selector: None,
     },
     KindInfo {
         kind: Kind::Service,
@@ -65,6 +76,7 @@ pub const KINDS: &[KindInfo] = &[
         name: "Service",
         crd: None,
         field_selector: None,
+        label_selector: None,
     },
     KindInfo {
         kind: Kind::EndpointSlice,
@@ -72,6 +84,7 @@ pub const KINDS: &[KindInfo] = &[
         name: "EndpointSlice",
         crd: None,
         field_selector: None,
+        label_selector: None,
     },
     KindInfo {
         kind: Kind::Secret,
@@ -80,6 +93,34 @@ pub const KINDS: &[KindInfo] = &[
         crd: None,
         // Weir reads certificates; other Secrets it neither needs nor should see.
         field_selector: Some("type=kubernetes.io/tls"),
+        label_selector: None,
+    },
+    KindInfo {
+        kind: Kind::AIModel,
+        api_version: "weir.dev/v1alpha1",
+        name: "AIModel",
+        crd: Some("aimodels.weir.dev"),
+        field_selector: None,
+        label_selector: None,
+    },
+    // Client keys and provider keys are Secrets too, but only those labelled for the AI
+    // gateway: Weir never lists the rest. A manifest `Secret` is filed by its labels.
+    KindInfo {
+        kind: Kind::ClientKey,
+        api_version: "v1",
+        name: "Secret",
+        crd: None,
+        field_selector: None,
+        label_selector: Some("weir.dev/ai-key=true"),
+    },
+    KindInfo {
+        kind: Kind::ProviderKey,
+        api_version: "v1",
+        name: "Secret",
+        crd: None,
+        field_selector: None,
+        // Disjoint from client keys, so no Secret is two objects of one informer's kind.
+        label_selector: Some("weir.dev/ai-credentials=true,!weir.dev/ai-key"),
     },
 ];
 
@@ -94,10 +135,11 @@ impl Kind {
     /// Calls `visitor` with the Rust type of this kind, for code generic over kinds.
     pub fn visit<V: KindVisitor>(self, visitor: &mut V) -> V::Output {
         match self {
-            Kind::Route => visitor.visit::<weir_crds::Route>(),
-            Kind::Service => visitor.visit::<Service>(),
-            Kind::EndpointSlice => visitor.visit::<EndpointSlice>(),
-            Kind::Secret => visitor.visit::<Secret>(),
+            Kind::Route => visitor.visit::<weir_crds::Route>(self),
+            Kind::Service => visitor.visit::<Service>(self),
+            Kind::EndpointSlice => visitor.visit::<EndpointSlice>(self),
+            Kind::Secret | Kind::ClientKey | Kind::ProviderKey => visitor.visit::<Secret>(self),
+            Kind::AIModel => visitor.visit::<weir_crds::AIModel>(self),
         }
     }
 }
@@ -105,7 +147,7 @@ impl Kind {
 /// Code that runs once per kind with its type, as [`Kind::visit`] calls it.
 pub trait KindVisitor {
     type Output;
-    fn visit<K: Watched>(&mut self) -> Self::Output;
+    fn visit<K: Watched>(&mut self, kind: Kind) -> Self::Output;
 }
 
 /// A kind as a Rust type that can be watched in a cluster.
@@ -118,35 +160,41 @@ pub trait Watched:
     + Sync
     + 'static
 {
-    const KIND: Kind;
-    fn into_object(self: Arc<Self>) -> Object;
+    /// The object, as `kind` (one Rust type may serve several kinds, as Secret does).
+    fn into_object(self: Arc<Self>, kind: Kind) -> Object;
 }
 
 impl Watched for weir_crds::Route {
-    const KIND: Kind = Kind::Route;
-    fn into_object(self: Arc<Self>) -> Object {
+    fn into_object(self: Arc<Self>, _: Kind) -> Object {
         Object::Route(self)
     }
 }
 
 impl Watched for Service {
-    const KIND: Kind = Kind::Service;
-    fn into_object(self: Arc<Self>) -> Object {
+    fn into_object(self: Arc<Self>, _: Kind) -> Object {
         Object::Service(self)
     }
 }
 
 impl Watched for EndpointSlice {
-    const KIND: Kind = Kind::EndpointSlice;
-    fn into_object(self: Arc<Self>) -> Object {
+    fn into_object(self: Arc<Self>, _: Kind) -> Object {
         Object::EndpointSlice(self)
     }
 }
 
 impl Watched for Secret {
-    const KIND: Kind = Kind::Secret;
-    fn into_object(self: Arc<Self>) -> Object {
-        Object::Secret(self)
+    fn into_object(self: Arc<Self>, kind: Kind) -> Object {
+        match kind {
+            Kind::ClientKey => Object::ClientKey(self),
+            Kind::ProviderKey => Object::ProviderKey(self),
+            _ => Object::Secret(self),
+        }
+    }
+}
+
+impl Watched for weir_crds::AIModel {
+    fn into_object(self: Arc<Self>, _: Kind) -> Object {
+        Object::AIModel(self)
     }
 }
 
@@ -190,6 +238,9 @@ pub enum Object {
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
+    AIModel(Arc<weir_crds::AIModel>),
+    ClientKey(Arc<Secret>),
+    ProviderKey(Arc<Secret>),
 }
 
 impl fmt::Debug for Object {
@@ -198,14 +249,15 @@ impl fmt::Debug for Object {
             Object::Route(o) => f.debug_tuple("Route").field(o).finish(),
             Object::Service(o) => f.debug_tuple("Service").field(o).finish(),
             Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
-            Object::Secret(secret) => {
+            Object::AIModel(o) => f.debug_tuple("AIModel").field(o).finish(),
+            Object::Secret(secret) | Object::ClientKey(secret) | Object::ProviderKey(secret) => {
                 let keys: Vec<&String> = secret
                     .data
                     .iter()
                     .flat_map(|data| data.keys())
                     .chain(secret.string_data.iter().flat_map(|data| data.keys()))
                     .collect();
-                f.debug_struct("Secret")
+                f.debug_struct(self.kind().info().name)
                     .field("id", &object_id(&secret.metadata))
                     .field("type", &secret.type_)
                     .field("keys", &keys)
@@ -222,6 +274,9 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
+            Object::AIModel(_) => Kind::AIModel,
+            Object::ClientKey(_) => Kind::ClientKey,
+            Object::ProviderKey(_) => Kind::ProviderKey,
         }
     }
 
@@ -230,7 +285,8 @@ impl Object {
             Object::Route(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
-            Object::Secret(o) => &o.metadata,
+            Object::Secret(o) | Object::ClientKey(o) | Object::ProviderKey(o) => &o.metadata,
+            Object::AIModel(o) => &o.metadata,
         }
     }
 
@@ -257,8 +313,16 @@ impl Object {
                     && old.address_type == new.address_type
                     && slice_service(old) == slice_service(new)
             }
-            (Object::Secret(old), Object::Secret(new)) => {
-                old.type_ == new.type_ && old.data == new.data && old.string_data == new.string_data
+            (Object::AIModel(old), Object::AIModel(new)) => {
+                old.spec == new.spec && old.metadata.generation == new.metadata.generation
+            }
+            (Object::Secret(old), Object::Secret(new))
+            | (Object::ClientKey(old), Object::ClientKey(new))
+            | (Object::ProviderKey(old), Object::ProviderKey(new)) => {
+                old.type_ == new.type_
+                    && old.data == new.data
+                    && old.string_data == new.string_data
+                    && old.metadata.labels == new.metadata.labels
             }
             _ => false,
         }
@@ -276,7 +340,12 @@ impl Object {
                     NamespacedName::new(namespace, service),
                 ))
             }
-            Object::Route(_) | Object::Service(_) | Object::Secret(_) => None,
+            Object::Route(_)
+            | Object::Service(_)
+            | Object::Secret(_)
+            | Object::AIModel(_)
+            | Object::ClientKey(_)
+            | Object::ProviderKey(_) => None,
         }
     }
 }
@@ -358,9 +427,34 @@ impl Object {
             Kind::Route => convert(document).map(|o| Object::Route(Arc::new(o))),
             Kind::Service => convert(document).map(|o| Object::Service(Arc::new(o))),
             Kind::EndpointSlice => convert(document).map(|o| Object::EndpointSlice(Arc::new(o))),
-            Kind::Secret => convert_secret(document).map(|o| Object::Secret(Arc::new(o))),
+            Kind::Secret | Kind::ClientKey | Kind::ProviderKey => {
+                convert_secret(document).map(|secret| {
+                    let kind = secret_kind(&secret);
+                    Arc::new(secret).into_object(kind)
+                })
+            }
+            Kind::AIModel => convert(document).map(|o| Object::AIModel(Arc::new(o))),
         }
         .map_err(invalid)
+    }
+}
+
+/// The kind a Secret manifest is filed as: by its labels, as the cluster's informers select.
+fn secret_kind(secret: &Secret) -> Kind {
+    let label = |name: &str| {
+        secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(name))
+            .is_some_and(|value| value == "true")
+    };
+    if label(weir_crds::AI_KEY_LABEL) {
+        Kind::ClientKey
+    } else if label(AI_CREDENTIALS_LABEL) {
+        Kind::ProviderKey
+    } else {
+        Kind::Secret
     }
 }
 
@@ -474,6 +568,9 @@ mod tests {
             Kind::Service,
             Kind::EndpointSlice,
             Kind::Secret,
+            Kind::AIModel,
+            Kind::ClientKey,
+            Kind::ProviderKey,
         ] {
             assert_eq!(kind.info().kind, kind);
         }

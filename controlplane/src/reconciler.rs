@@ -25,7 +25,8 @@ use prometheus_client::{
 };
 use tokio::sync::{mpsc, watch};
 use weir_contract::{
-    NamespacedName, Origin, Route, RouteReport, Snapshot, SourceProblem, TlsCertificate,
+    AiConfig, AiModel, AiModelReport, NamespacedName, Origin, ProviderReport, Route, RouteReport,
+    Snapshot, SourceProblem, TlsCertificate,
 };
 
 use crate::{
@@ -56,6 +57,19 @@ pub struct Reconciler {
     default_certificate: Option<DefaultCertificate>,
     problems_by_source: HashMap<&'static str, Vec<SourceProblem>>,
     generation: u64,
+    /// What the last snapshot made of each AIModel.
+    ai_translated: HashMap<NamespacedName, TranslatedModel>,
+    /// The last version of each AIModel that translated.
+    ai_last_valid: HashMap<NamespacedName, Arc<weir_crds::AIModel>>,
+    /// The AI gateway's configuration as last published; the same `Arc` while no model or
+    /// client key changed.
+    ai: Arc<AiConfig>,
+}
+
+/// One AIModel as the last snapshot had it.
+struct TranslatedModel {
+    served: Option<Arc<AiModel>>,
+    report: Arc<AiModelReport>,
 }
 
 /// One Route as the last snapshot had it.
@@ -111,7 +125,28 @@ impl Reconciler {
         // Routes to translate again: those that changed, and those that looked up an object
         // that changed.
         let mut dirty: HashSet<NamespacedName> = HashSet::new();
+        let mut ai_dirty: HashSet<NamespacedName> = HashSet::new();
+        let mut keys_changed = false;
         for key in self.store.take_touched() {
+            match key.kind {
+                Kind::ClientKey => keys_changed = true,
+                Kind::AIModel => {
+                    if self.store.get(&key).is_none() {
+                        self.ai_translated.remove(&key.id);
+                        self.ai_last_valid.remove(&key.id);
+                        self.store.refs_mut().remove_referrer(&key);
+                    }
+                    ai_dirty.insert(key.id.clone());
+                }
+                _ => {}
+            }
+            ai_dirty.extend(
+                self.store
+                    .refs()
+                    .referrers_of(&key)
+                    .filter(|referrer| referrer.kind == Kind::AIModel)
+                    .map(|referrer| referrer.id.clone()),
+            );
             if let Some(default) = &mut self.default_certificate
                 && key.kind == Kind::Secret
                 && key.id == default.secret
@@ -159,6 +194,7 @@ impl Reconciler {
         for (route, looked_up) in references {
             self.store.refs_mut().set_references(&route, looked_up);
         }
+        let (ai, ai_reports) = self.ai_config(&ai_dirty, keys_changed);
         let default_certificate = self.default_certificate();
         // A Secret's last good certificate is kept while something still refers to it.
         let (refs, default) = (self.store.refs(), &self.default_certificate);
@@ -181,10 +217,57 @@ impl Reconciler {
             certificates,
             default_certificate,
             reports,
+            ai,
+            ai_reports,
             source_problems,
             reconcile_duration: started.elapsed(),
             ..Snapshot::default()
         }
+    }
+
+    /// The AI gateway's models and keys: models translated again when they or what they
+    /// looked up changed, keys read again when any key changed, and the previous `Arc` kept
+    /// when nothing did.
+    fn ai_config(
+        &mut self,
+        dirty: &HashSet<NamespacedName>,
+        keys_changed: bool,
+    ) -> (Arc<AiConfig>, Vec<Arc<AiModelReport>>) {
+        let mut changed = keys_changed || self.generation == 1;
+        let mut references = Vec::new();
+        let mut models = Vec::new();
+        let mut reports = Vec::new();
+        for (id, model, origin) in self.store.ai_models() {
+            if dirty.contains(id) || !self.ai_translated.contains_key(id) {
+                changed = true;
+                let mut lookup = Lookup::new(&self.store, &mut self.certificates);
+                let translated =
+                    translate_model(id, model, origin, &mut lookup, &mut self.ai_last_valid);
+                references.push((
+                    ObjectKey::new(Kind::AIModel, id.clone()),
+                    lookup.into_references(),
+                ));
+                self.ai_translated.insert(id.clone(), translated);
+            }
+            let translated = &self.ai_translated[id];
+            models.extend(translated.served.clone());
+            reports.push(translated.report.clone());
+        }
+        for (model, looked_up) in references {
+            self.store.refs_mut().set_references(&model, looked_up);
+        }
+        // A deleted model is in `dirty` but no longer in the store.
+        changed |= dirty.iter().any(|id| !self.ai_translated.contains_key(id));
+        if changed {
+            let keys = self
+                .store
+                .client_keys()
+                .filter_map(|(id, secret)| translate::aimodel::client_key(id, secret))
+                .map(Arc::new)
+                .collect();
+            self.ai = Arc::new(AiConfig { models, keys });
+        }
+        (self.ai.clone(), reports)
     }
 
     /// The default certificate, read again if its Secret changed; a problem with it is a
@@ -256,6 +339,53 @@ fn translate_route(
             certificates: Vec::new(),
             report: Arc::new(report),
         },
+    }
+}
+
+/// Translates one AIModel: its current spec, or its last valid one if the current is invalid.
+fn translate_model(
+    id: &NamespacedName,
+    model: &Arc<weir_crds::AIModel>,
+    origin: &Origin,
+    lookup: &mut Lookup<'_>,
+    last_valid: &mut HashMap<NamespacedName, Arc<weir_crds::AIModel>>,
+) -> TranslatedModel {
+    let (served, invalid) = match translate::aimodel::translate(id, &model.spec, lookup) {
+        Ok(served) => {
+            last_valid.insert(id.clone(), model.clone());
+            (Some(served), None)
+        }
+        Err(invalid) => {
+            let fallback = last_valid
+                .get(id)
+                .and_then(|last| translate::aimodel::translate(id, &last.spec, lookup).ok());
+            (fallback, Some(invalid))
+        }
+    };
+    let report = AiModelReport {
+        id: id.clone(),
+        origin: origin.clone(),
+        generation: model.metadata.generation,
+        serving_last_valid: invalid.is_some() && served.is_some(),
+        invalid,
+        providers: served
+            .as_ref()
+            .map(|served| {
+                served
+                    .model
+                    .providers
+                    .iter()
+                    .map(|p| ProviderReport {
+                        name: p.name.clone(),
+                        unresolved: p.unresolved.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    TranslatedModel {
+        served: served.map(|served| Arc::new(served.model)),
+        report: Arc::new(report),
     }
 }
 

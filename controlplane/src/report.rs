@@ -75,6 +75,40 @@ pub fn log_changes(previous: Option<&Snapshot>, next: &Snapshot) {
             );
         }
     }
+    let old_models: HashMap<_, _> = previous
+        .map(|p| p.ai_reports.iter().map(|r| (&r.id, r)).collect())
+        .unwrap_or_default();
+    for report in &next.ai_reports {
+        if old_models
+            .get(&report.id)
+            .is_some_and(|old| Arc::ptr_eq(old, report) || *old == report)
+        {
+            continue;
+        }
+        let origin = report.origin.to_string();
+        let unresolved: Vec<String> = report
+            .providers
+            .iter()
+            .filter_map(|p| {
+                p.unresolved
+                    .as_ref()
+                    .map(|why| format!("{}: {why}", p.name))
+            })
+            .collect();
+        match &report.invalid {
+            None if unresolved.is_empty() => {
+                tracing::info!(aimodel = %report.id, origin, "AI model accepted");
+            }
+            invalid => tracing::warn!(
+                aimodel = %report.id,
+                origin,
+                invalid = invalid.as_deref().unwrap_or(""),
+                serving_last_valid = report.serving_last_valid,
+                unresolved_providers = %unresolved.join("; "),
+                "AI model has problems"
+            ),
+        }
+    }
     let old_problems = previous
         .map(|p| p.source_problems.as_slice())
         .unwrap_or_default();

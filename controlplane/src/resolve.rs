@@ -146,6 +146,36 @@ impl<'a> Lookup<'a> {
         }
     }
 
+    /// A provider's API key: `key` of a Secret labelled `weir.dev/ai-credentials: "true"`,
+    /// a trailing newline dropped. The error never quotes the Secret's data.
+    pub fn provider_key(
+        &mut self,
+        secret_id: &NamespacedName,
+        key: &str,
+    ) -> Result<Vec<u8>, String> {
+        let secret_key = ObjectKey::new(Kind::ProviderKey, secret_id.clone());
+        self.asked_for.insert(secret_key.clone());
+        let Some(Object::ProviderKey(secret)) = self.store.get(&secret_key).map(|s| &s.object)
+        else {
+            return Err(format!(
+                "Secret {secret_id} not found ({})",
+                crate::translate::aimodel::provider_key_hint()
+            ));
+        };
+        let value = secret_bytes(secret, key)
+            .ok_or_else(|| format!("Secret {secret_id} has no key {key:?}"))?;
+        let value = crate::translate::aimodel::trim_line_end(&value);
+        if value.is_empty() {
+            return Err(format!("Secret {secret_id} key {key:?} is empty"));
+        }
+        if value.iter().any(|b| b.is_ascii_control() || *b == b' ') {
+            return Err(format!(
+                "Secret {secret_id} key {key:?} holds spaces or control characters, which no API key has"
+            ));
+        }
+        Ok(value.to_vec())
+    }
+
     /// CA certificates (PEM) from a Secret's `ca.crt`, checked to parse.
     pub fn ca_bundle(&mut self, secret_id: &NamespacedName) -> Result<Vec<u8>, CertificateProblem> {
         let pem = self
@@ -206,7 +236,7 @@ pub fn protocol_of(port: &ServicePort) -> Protocol {
     }
 }
 
-fn secret_bytes(secret: &Secret, key: &str) -> Option<Vec<u8>> {
+pub(crate) fn secret_bytes(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     if let Some(value) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
         return Some(value.clone().into_bytes());
     }

@@ -12,7 +12,10 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Secret, Service},
+    discovery::v1::EndpointSlice,
+};
 use weir_contract::{NamespacedName, Origin};
 
 use crate::{
@@ -89,6 +92,26 @@ impl Store {
         self.of_kind(Kind::Route)
             .filter_map(|(key, stored)| match &stored.object {
                 Object::Route(route) => Some((&key.id, route, &stored.origin)),
+                _ => None,
+            })
+    }
+
+    /// Every AIModel with where it came from, in `namespace/name` order.
+    pub fn ai_models(
+        &self,
+    ) -> impl Iterator<Item = (&NamespacedName, &Arc<weir_crds::AIModel>, &Origin)> {
+        self.of_kind(Kind::AIModel)
+            .filter_map(|(key, stored)| match &stored.object {
+                Object::AIModel(model) => Some((&key.id, model, &stored.origin)),
+                _ => None,
+            })
+    }
+
+    /// Every client-key Secret, in `namespace/name` order.
+    pub fn client_keys(&self) -> impl Iterator<Item = (&NamespacedName, &Arc<Secret>)> {
+        self.of_kind(Kind::ClientKey)
+            .filter_map(|(key, stored)| match &stored.object {
+                Object::ClientKey(secret) => Some((&key.id, secret)),
                 _ => None,
             })
     }

@@ -36,14 +36,19 @@ pub struct InvalidRoute(pub Vec<FieldError>);
 
 impl fmt::Display for InvalidRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
+        write_all(f, &self.0)
     }
+}
+
+/// Writes field errors on one line, separated by `; `.
+pub(crate) fn write_all(f: &mut fmt::Formatter<'_>, errors: &[FieldError]) -> fmt::Result {
+    for (i, error) in errors.iter().enumerate() {
+        if i > 0 {
+            f.write_str("; ")?;
+        }
+        write!(f, "{error}")?;
+    }
+    Ok(())
 }
 
 /// Checks a Route's spec; `Ok` means the control plane can compile it (regexes aside).
@@ -678,7 +683,7 @@ pub fn parse_size(text: &str) -> Result<u64, InvalidSize> {
 #[error("not a size such as 1048576, 512Ki, 10Mi or 1Gi")]
 pub struct InvalidSize;
 
-fn check_host(host: &str) -> Result<(), &'static str> {
+pub(crate) fn check_host(host: &str) -> Result<(), &'static str> {
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.len() > 253 {
         return Err("must be at most 253 characters");
@@ -692,7 +697,7 @@ fn check_host(host: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_dns_label(label: &str) -> Result<(), ()> {
+pub(crate) fn check_dns_label(label: &str) -> Result<(), ()> {
     let valid = !label.is_empty()
         && label.len() <= 63
         && label
@@ -704,7 +709,7 @@ fn check_dns_label(label: &str) -> Result<(), ()> {
 }
 
 /// A DNS subdomain name (RFC 1123), as Kubernetes object names are.
-fn check_subdomain(name: &str) -> Result<(), ()> {
+pub(crate) fn check_subdomain(name: &str) -> Result<(), ()> {
     if name.len() > 253 || name.split('.').any(|label| check_dns_label(label).is_err()) {
         return Err(());
     }

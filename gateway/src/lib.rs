@@ -6,6 +6,7 @@
 //! neither kube nor the control plane.
 
 pub mod admin;
+pub mod ai;
 pub mod balance;
 pub mod filters;
 pub mod listener;

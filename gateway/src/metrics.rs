@@ -145,6 +145,7 @@ pub struct Metrics {
     table_generation: Gauge,
     table_routes: Gauge,
     table_compile_duration: Histogram,
+    ai: crate::ai::AiMetrics,
 }
 
 impl Default for Metrics {
@@ -161,6 +162,7 @@ impl Default for Metrics {
             table_generation: Gauge::default(),
             table_routes: Gauge::default(),
             table_compile_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            ai: crate::ai::AiMetrics::default(),
         }
     }
 }
@@ -219,6 +221,12 @@ impl Metrics {
             "Time to compile a snapshot into a routing table",
             self.table_compile_duration.clone(),
         );
+        self.ai.register(registry);
+    }
+
+    /// The AI gateway's metrics.
+    pub fn ai(&self) -> &crate::ai::AiMetrics {
+        &self.ai
     }
 
     /// The series of one route, resolved once for the hot path.

@@ -3,6 +3,7 @@
 //! Every test builds its own world (config directory, echo backends, gateway) on free ports,
 //! so they run concurrently. Each module specifies one area of behaviour.
 
+mod ai;
 mod failures;
 mod filters;
 mod hardening;

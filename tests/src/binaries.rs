@@ -22,6 +22,11 @@ pub fn echo() -> PathBuf {
     profile_dir().join("weir-echo")
 }
 
+/// The mock LLM provider (`examples/mock-llm`).
+pub fn mock_llm() -> PathBuf {
+    profile_dir().join("weir-mock-llm")
+}
+
 fn profile_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(build)
@@ -39,7 +44,16 @@ fn build() -> PathBuf {
 
     let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .args(["build", "--quiet", "-p", "weir", "-p", "weir-echo"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "weir",
+            "-p",
+            "weir-echo",
+            "-p",
+            "weir-mock-llm",
+        ])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));

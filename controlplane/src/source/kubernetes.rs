@@ -127,15 +127,15 @@ struct Starter {
 impl KindVisitor for Starter {
     type Output = StopInformer;
 
-    fn visit<K: Watched>(&mut self) -> StopInformer {
+    fn visit<K: Watched>(&mut self, kind: Kind) -> StopInformer {
         let watch_scope = WatchScope {
             namespace: self.scope.namespace.clone(),
             // `--selector` narrows the objects Weir serves, not what they refer to.
-            label_selector: match K::KIND {
+            label_selector: match kind {
                 Kind::Route => self.scope.route_selector.clone(),
-                Kind::Service | Kind::EndpointSlice | Kind::Secret => None,
+                _ => kind.info().label_selector.map(str::to_owned),
             },
-            field_selector: K::KIND.info().field_selector.map(str::to_owned),
+            field_selector: kind.info().field_selector.map(str::to_owned),
         };
         let informer = self.factory.namespaced::<K>(watch_scope);
         let mut informer_events = informer.subscribe();
@@ -146,15 +146,15 @@ impl KindVisitor for Starter {
                 let forwarded = match event {
                     InformerEvent::Added(object) | InformerEvent::Updated { new: object, .. } => {
                         SourceEvent::Apply {
-                            object: K::into_object(object),
+                            object: K::into_object(object, kind),
                             origin: Origin::Cluster,
                         }
                     }
                     InformerEvent::Deleted { object, .. } => {
-                        SourceEvent::Delete(ObjectKey::new(K::KIND, object_id(object.meta())))
+                        SourceEvent::Delete(ObjectKey::new(kind, object_id(object.meta())))
                     }
                     InformerEvent::Synced => {
-                        let _ = synced.send(K::KIND);
+                        let _ = synced.send(kind);
                         continue;
                     }
                 };

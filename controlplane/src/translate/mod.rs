@@ -2,6 +2,7 @@
 //! per kind, each validating its object and resolving its references through a
 //! [`Lookup`](crate::resolve::Lookup).
 
+pub mod aimodel;
 pub mod policy;
 pub mod route;
 

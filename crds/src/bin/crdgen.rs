@@ -1,5 +1,12 @@
-//! Prints the CRD YAML for Weir's resources: `cargo run -p weir-crds --bin crdgen > crds/route.yaml`.
+//! Writes the CRD YAML for Weir's resources into `crds/`: `cargo run -p weir-crds --bin crdgen`.
 
-fn main() {
-    print!("{}", weir_crds::crd_yaml());
+use std::path::Path;
+
+fn main() -> std::io::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, yaml) in weir_crds::crd_files() {
+        std::fs::write(dir.join(file), yaml)?;
+        println!("wrote crds/{file}");
+    }
+    Ok(())
 }

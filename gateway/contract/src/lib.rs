@@ -1,6 +1,6 @@
 //! The contract between Weir's control plane and its data plane: what the gateway serves.
 //!
-//! The control plane translates API objects (Routes now; HTTPRoutes, Ingresses and AIModels
+//! The control plane translates API objects (Routes and AIModels now; HTTPRoutes and Ingresses
 //! next) into one immutable [`Snapshot`] and publishes it; the data plane compiles each
 //! snapshot into its routing table. Nothing here knows where a value came from (no kube types)
 //! or how it is served (no hyper types): matches are neutral ([`RouteMatch`]), policies are
@@ -14,6 +14,7 @@
 //! - a Route that did not change between two snapshots is the same `Arc` in both, so the data
 //!   plane can reuse what it built from it.
 
+mod ai;
 mod backend;
 mod ids;
 mod listener;
@@ -23,6 +24,10 @@ mod route;
 mod secret;
 mod snapshot;
 
+pub use ai::{
+    Access, AiAddress, AiApi, AiConfig, AiEndpoint, AiModel, AiProvider, AiTimeouts, ClientKey,
+    Eject, Fallback, LabelSelector, SelectorRequirement,
+};
 pub use backend::{
     Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved, UpstreamTls,
 };
@@ -33,7 +38,10 @@ pub use policy::{
     PathModifier, RateLimit, RateLimitKey, RequestMirror, RequestRedirect, RetryBudget, RetryOn,
     RetryPolicy, RulePolicy, Timeouts, UrlRewrite,
 };
-pub use report::{AcceptedReason, Origin, ResolvedRefsReason, RouteReport, SourceProblem};
+pub use report::{
+    AcceptedReason, AiModelReport, Origin, ProviderReport, ResolvedRefsReason, RouteReport,
+    SourceProblem,
+};
 pub use route::{HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, Rule, ValueMatch};
 pub use secret::{Credential, SecretBytes, TlsCertificate};
 pub use snapshot::Snapshot;

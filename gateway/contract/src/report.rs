@@ -99,6 +99,39 @@ impl RouteReport {
 }
 
 /// A problem a source found that no object carries (a file that does not parse, say).
+/// The verdict on one AIModel: conditions `Accepted` and `ResolvedRefs`, and each provider's
+/// state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AiModelReport {
+    pub id: NamespacedName,
+    pub origin: Origin,
+    pub generation: Option<i64>,
+    /// `None`: accepted; otherwise every problem, each naming its field.
+    pub invalid: Option<String>,
+    /// Whether the served version is the last valid one (the current is invalid).
+    pub serving_last_valid: bool,
+    /// Providers whose endpoint or credentials did not resolve, with why.
+    pub providers: Vec<ProviderReport>,
+}
+
+/// One provider's state in an [`AiModelReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderReport {
+    pub name: String,
+    /// Why it cannot be used; `None` when it is ready.
+    pub unresolved: Option<String>,
+}
+
+impl AiModelReport {
+    pub fn is_accepted(&self) -> bool {
+        self.invalid.is_none()
+    }
+
+    pub fn refs_resolved(&self) -> bool {
+        self.providers.iter().all(|p| p.unresolved.is_none())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceProblem {
     /// Where: a file and document index, or an object.

@@ -3,8 +3,9 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
+    ai::AiConfig,
     listener::Listener,
-    report::{RouteReport, SourceProblem},
+    report::{AiModelReport, RouteReport, SourceProblem},
     route::Route,
     secret::TlsCertificate,
 };
@@ -26,8 +27,12 @@ pub struct Snapshot {
     pub certificates: Vec<Arc<TlsCertificate>>,
     /// Served to a client that names no host, or one no certificate is for.
     pub default_certificate: Option<Arc<TlsCertificate>>,
+    /// Models and client keys of the AI gateway.
+    pub ai: Arc<AiConfig>,
     /// One report per Route the sources hold, accepted or not.
     pub reports: Vec<Arc<RouteReport>>,
+    /// One report per AIModel the sources hold, accepted or not.
+    pub ai_reports: Vec<Arc<AiModelReport>>,
     /// Problems the sources found outside any Route (unparseable files, unknown kinds).
     pub source_problems: Vec<SourceProblem>,
     /// How long the reconcile that built this snapshot took.

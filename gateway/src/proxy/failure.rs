@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 
 use super::ProxyBody;
 use crate::upstream::{BodyLimitError, UpstreamError};
@@ -104,7 +104,7 @@ impl Failure {
     /// The response the client gets: text, or for a gRPC request a trailers-only response.
     pub fn response(&self, grpc: bool) -> Response<ProxyBody> {
         if grpc {
-            let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+            let mut response = Response::new(super::local_body(Full::new(Bytes::new())));
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
             headers.insert(
@@ -118,7 +118,7 @@ impl Failure {
             }
             return response;
         }
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        let mut response = Response::new(super::local_body(Full::new(Bytes::from_static(
             self.body().as_bytes(),
         ))));
         *response.status_mut() = self.status();

@@ -43,6 +43,7 @@ pub use failure::Failure;
 pub(crate) use forward::send as send_copy;
 
 use crate::{
+    ai::{self, AiBody, AiContext, AiPath, AiSettings},
     balance::{BackendEndpoints, Endpoint, random, ring},
     filters::mirror::{MIRROR_BODY_LIMIT, Mirror},
     policy::retry::{self, TryOutcome},
@@ -53,8 +54,14 @@ use crate::{
     },
 };
 
-/// A response body: the upstream's, streamed, or a short text of Weir's own.
-pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+/// A response body: the upstream's, streamed; a short text of Weir's own; or an AI stream
+/// pumped from a provider.
+pub type ProxyBody = Either<UpstreamBody, Either<Full<Bytes>, AiBody>>;
+
+/// A body of Weir's own, whole.
+pub fn local_body(body: Full<Bytes>) -> ProxyBody {
+    Either::Right(Either::Left(body))
+}
 
 /// Proxies requests by the live routing table.
 pub struct Proxy {
@@ -70,6 +77,8 @@ pub struct ProxySettings {
     pub request_body_timeout: Option<Duration>,
     /// The largest request body kept to send again on a retry; a larger one is not retried.
     pub retry_buffer_bytes: usize,
+    /// The AI gateway's limits.
+    pub ai: AiSettings,
 }
 
 impl Default for ProxySettings {
@@ -77,6 +86,7 @@ impl Default for ProxySettings {
         Self {
             request_body_timeout: Some(Duration::from_secs(60)),
             retry_buffer_bytes: 64 * 1024,
+            ai: AiSettings::default(),
         }
     }
 }
@@ -171,6 +181,22 @@ impl Proxy {
         let started = Instant::now();
         // This Arc keeps the table whole for the rest of the request.
         let table = self.table.load_full();
+
+        // AIModels claim the AI paths on their hosts; a table without any pays one branch.
+        if let Some(index) = table.ai()
+            && let Some(path) = AiPath::of(request.uri().path())
+            && let Ok(Some(host)) = RequestHost::of(&request)
+        {
+            let host = ai_host(host.value());
+            if index.serves_host(&host) {
+                let ctx = AiContext {
+                    index,
+                    upstreams: &self.upstreams,
+                    settings: &self.settings.ai,
+                };
+                return ai::handle(ctx, path, &host, request).await;
+            }
+        }
 
         let routed = match route(&table, &request) {
             Ok(routed) => routed,
@@ -267,6 +293,16 @@ pub fn dry_run(
         .metrics()
         .record(response.status(), ctx.started.elapsed());
     response
+}
+
+/// A Host value as the AI index keys it: lowercase, without a port.
+fn ai_host(value: &HeaderValue) -> String {
+    let host = value.to_str().unwrap_or_default();
+    let host = match host.rfind(':') {
+        Some(colon) if !host.ends_with(']') => &host[..colon],
+        _ => host,
+    };
+    host.to_ascii_lowercase()
 }
 
 /// The host a request is for, and where that came from.
@@ -832,7 +868,7 @@ fn record(
 
 /// Phase 6 for a request a filter answered.
 fn record_answer(ctx: &RequestCtx<'_>, response: Response<Full<Bytes>>) -> Response<ProxyBody> {
-    let mut response = response.map(Either::Right);
+    let mut response = response.map(local_body);
     ctx.target.filters.apply_response(response.headers_mut());
     ctx.target
         .metrics()

@@ -23,6 +23,7 @@ use weir_contract::{
 };
 
 use crate::{
+    ai::{AiIndex, AiState, TlsConnectors},
     balance::{BalancerCursor, EndpointLoad},
     metrics::{Metrics, RouteMetrics},
     policy::{outlier::EndpointHealth, ratelimit::RuleRateLimiter, retry::RetryBudgetState},
@@ -47,6 +48,8 @@ pub struct RoutingTable {
     any_host: Option<Arc<HostRoutes>>,
     /// Recorded for requests that match no rule.
     unmatched: Arc<RouteState>,
+    /// The AI gateway's models and keys; `None` when there are no models.
+    ai: Option<Arc<AiIndex>>,
 }
 
 /// Builds routing tables, and keeps the state that outlives each of them.
@@ -65,6 +68,7 @@ pub struct TableCompiler {
     rate_limiters: StateMap<(RouteId, usize), RuleRateLimiter>,
     retry_budgets: StateMap<(RouteId, usize), RetryBudgetState>,
     unmatched: Arc<RouteState>,
+    ai_state: AiState,
 }
 
 impl TableCompiler {
@@ -80,6 +84,7 @@ impl TableCompiler {
             endpoint_healths: StateMap::default(),
             rate_limiters: StateMap::default(),
             retry_budgets: StateMap::default(),
+            ai_state: AiState::default(),
         }
     }
 
@@ -96,6 +101,7 @@ impl TableCompiler {
             wildcard_hosts: HashMap::new(),
             any_host: None,
             unmatched: self.unmatched.clone(),
+            ai: None,
         }
     }
 
@@ -127,7 +133,21 @@ impl TableCompiler {
             Some(before) if before.built_from_same(&routes) => before.clone(),
             _ => Arc::new(HostRoutes::build(&routes, self)),
         };
+        let ai = if snapshot.ai.models.is_empty() {
+            None
+        } else {
+            match previous.and_then(|p| p.ai.as_ref()) {
+                Some(before) if Arc::ptr_eq(&before.config, &snapshot.ai) => Some(before.clone()),
+                _ => Some(Arc::new(AiIndex::compile(
+                    snapshot.ai.clone(),
+                    &self.ai_state,
+                    self,
+                    self.metrics.ai().clone(),
+                ))),
+            }
+        };
         RoutingTable {
+            ai,
             generation: snapshot.generation,
             exact_hosts: exact
                 .into_iter()
@@ -255,7 +275,25 @@ impl TableCompiler {
     }
 }
 
+impl TlsConnectors for TableCompiler {
+    fn connector(&self, tls: &UpstreamTls) -> Option<Arc<TlsConnectorConfig>> {
+        match self.tls_connector(tls, Protocol::Http1) {
+            Ok(connector) => Some(connector),
+            Err(error) => {
+                tracing::warn!(server_name = %tls.server_name, %error, "no TLS connector for an AI provider");
+                None
+            }
+        }
+    }
+}
+
 impl RoutingTable {
+    /// The AI gateway's index, when any model is configured.
+    #[inline]
+    pub fn ai(&self) -> Option<&AiIndex> {
+        self.ai.as_deref()
+    }
+
     /// Finds the rule for a request; `None` means 404.
     ///
     /// `host` is the Host header or authority as sent (any case, maybe with a port); `query`

@@ -91,6 +91,10 @@ struct Cli {
     /// 64Ki, 1Mi). A longer body is streamed as usual but not retried once it has started.
     #[arg(long, default_value = "64Ki", value_parser = weir_crds::parse_size)]
     retry_buffer_size: u64,
+    /// The largest request body the AI gateway reads (prompts, embeddings input); a larger
+    /// one is answered 413 with a JSON error.
+    #[arg(long, default_value = "32Mi", value_parser = weir_crds::parse_size)]
+    ai_max_request_size: u64,
     /// Address of the admin listener (health, readiness, metrics, /debug/routes).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -246,6 +250,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         request_body_timeout: (!cli.request_body_timeout.is_zero())
             .then_some(cli.request_body_timeout),
         retry_buffer_bytes: usize::try_from(cli.retry_buffer_size).unwrap_or(usize::MAX),
+        ai: weir_gateway::ai::AiSettings {
+            max_request_bytes: usize::try_from(cli.ai_max_request_size).unwrap_or(usize::MAX),
+            ..Default::default()
+        },
     };
     let drained = listener::serve_on_threads(
         listeners,

@@ -1,0 +1,289 @@
+//! Weir's `AIModel` (`weir.dev/v1alpha1`) into the contract's [`AiModel`], and client-key
+//! Secrets into [`ClientKey`]s.
+//!
+//! Validation is the CRD crate's ([`weir_crds::validate_aimodel`]); this module resolves what
+//! needs the store: each provider's endpoint (a URL, or a Service's ready endpoints) and its
+//! API key (a Secret labelled `weir.dev/ai-credentials: "true"`). A provider whose references
+//! do not resolve does not reject the model: it is left out of rotation and named in the
+//! report, and the others keep serving.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apimachinery::pkg::{apis::meta::v1 as meta, util::intstr::IntOrString},
+};
+use weir_contract::{
+    Access, AiAddress, AiApi, AiEndpoint, AiModel, AiProvider, AiTimeouts, ClientKey, Credential,
+    Eject, Fallback, LabelSelector, NamespacedName, SecretBytes, SelectorRequirement, UpstreamTls,
+};
+use weir_crds::{AIModelSpec, AIProvider, validate_aimodel, validate_aimodel::parse_duration};
+
+use crate::{kinds::AI_CREDENTIALS_LABEL, resolve::Lookup};
+
+/// The default `max_tokens` sent to an Anthropic provider for a client that gave none.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// A translated model and what did not resolve.
+#[derive(Debug)]
+pub struct TranslatedModel {
+    pub model: AiModel,
+    /// Providers that cannot be used, with why; they are in `model.providers` but never tried.
+    pub unresolved: Vec<(String, String)>,
+}
+
+/// Translates an AIModel's spec; `Err` holds every problem, each naming its field.
+pub fn translate(
+    id: &NamespacedName,
+    spec: &AIModelSpec,
+    lookup: &mut Lookup<'_>,
+) -> Result<TranslatedModel, String> {
+    validate_aimodel(spec).map_err(|invalid| invalid.to_string())?;
+    let access = match &spec.access {
+        Some(access) if access.public => Access::Public,
+        access => Access::Keys {
+            namespace: id.namespace.clone(),
+            selector: match access.as_ref().and_then(|a| a.key_selector.as_ref()) {
+                Some(selector) => {
+                    label_selector(selector).map_err(|e| format!("spec.access.keySelector: {e}"))?
+                }
+                None => LabelSelector::default(),
+            },
+        },
+    };
+
+    let mut providers = Vec::with_capacity(spec.providers.len());
+    let mut unresolved = Vec::new();
+    for provider in &spec.providers {
+        let translated = translate_provider(id, provider, lookup);
+        if let Some(why) = &translated.unresolved {
+            unresolved.push((provider.name.clone(), why.clone()));
+        }
+        providers.push(translated);
+    }
+    // Tried by priority; equal priorities keep their written order (the data plane spreads
+    // them by weight).
+    providers.sort_by_key(|p| p.priority);
+
+    let timeouts = spec.timeouts.as_ref();
+    let duration = |value: Option<&String>, default| {
+        value
+            .and_then(|v| parse_duration(v).ok())
+            .unwrap_or(default)
+    };
+    let defaults = AiTimeouts::default();
+    let timeouts = AiTimeouts {
+        connect: duration(timeouts.and_then(|t| t.connect.as_ref()), defaults.connect),
+        first_byte: duration(
+            timeouts.and_then(|t| t.first_byte.as_ref()),
+            defaults.first_byte,
+        ),
+        idle: duration(timeouts.and_then(|t| t.idle.as_ref()), defaults.idle),
+        request: duration(timeouts.and_then(|t| t.request.as_ref()), defaults.request),
+    };
+
+    let mut fallback = Fallback::default();
+    if let Some(spec) = &spec.fallback {
+        if !spec.when.is_empty() {
+            fallback.on_connect_error = spec.when.iter().any(|w| w == "connect-error");
+            fallback.on_timeout = spec.when.iter().any(|w| w == "timeout");
+            fallback.on_closed = spec.when.iter().any(|w| w == "closed");
+            let mut statuses: Vec<u16> = spec.when.iter().filter_map(|w| w.parse().ok()).collect();
+            if spec.when.iter().any(|w| w == "5xx") {
+                statuses.extend(500..=599);
+            }
+            statuses.sort_unstable();
+            statuses.dedup();
+            fallback.statuses = statuses;
+        }
+        if let Some(attempts) = spec.max_attempts {
+            fallback.max_attempts = attempts;
+        }
+        if let Some(wait) = &spec.honor_retry_after_up_to {
+            fallback.honor_retry_after_up_to = parse_duration(wait).unwrap_or_default();
+        }
+        fallback.eject = spec.eject.as_ref().map(|eject| Eject {
+            consecutive_failures: eject.consecutive_failures,
+            duration: parse_duration(&eject.duration).unwrap_or_default(),
+        });
+    }
+
+    let names = if spec.names.is_empty() {
+        vec![id.name.clone()]
+    } else {
+        spec.names.clone()
+    };
+    Ok(TranslatedModel {
+        model: AiModel {
+            id: id.clone(),
+            names,
+            hosts: spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            access,
+            providers,
+            timeouts,
+            fallback,
+        },
+        unresolved,
+    })
+}
+
+fn translate_provider(
+    id: &NamespacedName,
+    provider: &AIProvider,
+    lookup: &mut Lookup<'_>,
+) -> AiProvider {
+    let api = match provider.kind.as_str() {
+        "Anthropic" => AiApi::Anthropic,
+        _ => AiApi::OpenAi,
+    };
+    let mut unresolved = None;
+    let endpoint = match (&provider.endpoint.url, &provider.endpoint.service) {
+        (Some(url), _) => url_endpoint(url),
+        (None, Some(service)) => {
+            let service_id = NamespacedName::new(id.namespace.clone(), service.name.clone());
+            let endpoints = match lookup
+                .service_port(&service_id, &IntOrString::Int(i32::from(service.port)))
+            {
+                Ok((_, endpoints)) if endpoints.is_empty() => {
+                    unresolved = Some(format!("Service {service_id} has no ready endpoints"));
+                    endpoints
+                }
+                Ok((_, endpoints)) => endpoints,
+                Err(why) => {
+                    unresolved = Some(format!(
+                        "Service {service_id} port {}: {why:?}",
+                        service.port
+                    ));
+                    Vec::new()
+                }
+            };
+            let base_path = service.base_path.clone().unwrap_or_else(|| match api {
+                AiApi::OpenAi => "/v1".to_owned(),
+                AiApi::Anthropic => String::new(),
+            });
+            AiEndpoint {
+                secure: false,
+                authority: format!("{}.{}:{}", service.name, id.namespace, service.port),
+                base_path: base_path.trim_end_matches('/').to_owned(),
+                address: AiAddress::Endpoints(endpoints),
+                tls: None,
+            }
+        }
+        (None, None) => unreachable!("validated: an endpoint has a url or a service"),
+    };
+    let credential = provider.credentials.as_ref().and_then(|credentials| {
+        let secret = &credentials.secret_ref;
+        let source = NamespacedName::new(id.namespace.clone(), secret.name.clone());
+        match lookup.provider_key(&source, &secret.key) {
+            Ok(value) => Some(Credential {
+                source,
+                value: SecretBytes::new(value),
+            }),
+            Err(why) => {
+                unresolved.get_or_insert(why);
+                None
+            }
+        }
+    });
+    AiProvider {
+        name: provider.name.clone(),
+        api,
+        model: provider.model.clone(),
+        endpoint,
+        credential,
+        priority: provider.priority,
+        weight: provider.weight,
+        default_max_tokens: provider.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        unresolved,
+    }
+}
+
+/// A validated base URL as an endpoint.
+fn url_endpoint(url: &str) -> AiEndpoint {
+    let uri: http::Uri = url.parse().expect("validated: the URL parses");
+    let secure = uri.scheme_str() == Some("https");
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    AiEndpoint {
+        secure,
+        authority: uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default(),
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+        tls: secure.then(|| {
+            Arc::new(UpstreamTls {
+                server_name: host.clone(),
+                ca_pem: None,
+            })
+        }),
+        address: AiAddress::Host { host, port },
+    }
+}
+
+/// A Kubernetes label selector in the contract's terms.
+fn label_selector(selector: &meta::LabelSelector) -> Result<LabelSelector, String> {
+    let match_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut match_expressions = Vec::new();
+    for term in selector.match_expressions.iter().flatten() {
+        let values = term.values.clone().unwrap_or_default();
+        match_expressions.push(match term.operator.as_str() {
+            "In" => SelectorRequirement::In(term.key.clone(), values),
+            "NotIn" => SelectorRequirement::NotIn(term.key.clone(), values),
+            "Exists" => SelectorRequirement::Exists(term.key.clone()),
+            "DoesNotExist" => SelectorRequirement::DoesNotExist(term.key.clone()),
+            other => {
+                return Err(format!(
+                    "operator {other:?} is not In, NotIn, Exists or DoesNotExist"
+                ));
+            }
+        });
+    }
+    Ok(LabelSelector {
+        match_labels,
+        match_expressions,
+    })
+}
+
+/// A client-key Secret as the data plane holds it: the SHA-256 of `data.key` and the labels.
+/// `None` when the Secret has no `key`.
+pub fn client_key(id: &NamespacedName, secret: &Secret) -> Option<ClientKey> {
+    let value = crate::resolve::secret_bytes(secret, "key")?;
+    let value = trim_line_end(&value);
+    if value.is_empty() {
+        return None;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, value);
+    let mut sha256 = [0; 32];
+    sha256.copy_from_slice(digest.as_ref());
+    let labels: BTreeMap<String, String> = secret.metadata.labels.clone().unwrap_or_default();
+    Some(ClientKey {
+        id: id.clone(),
+        sha256,
+        labels,
+    })
+}
+
+/// A key written with `echo` into a file before `kubectl create secret --from-file` ends in a
+/// newline no client sends.
+pub fn trim_line_end(value: &[u8]) -> &[u8] {
+    let mut end = value.len();
+    while end > 0 && matches!(value[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// Why provider keys must be labelled, for the message of a provider whose Secret is missing.
+pub fn provider_key_hint() -> String {
+    format!("Weir reads only Secrets labelled {AI_CREDENTIALS_LABEL}: \"true\"")
+}

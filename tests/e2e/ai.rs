@@ -1,0 +1,599 @@
+//! The AI gateway, driven by the official OpenAI and Anthropic Python SDKs through Weir
+//! (standalone, AIModel and Secrets from the directory) to mock providers.
+//!
+//! Each test starts its own mock providers; faults are chosen by the upstream model name
+//! (`mock+status-429+retry-after-30`), so one AIModel per behaviour says which provider fails
+//! how.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weir_e2e::{ConfigDir, MockLlm, Weir, python::Script};
+
+const CLIENT_KEY: &str = "weir-client-key-7f3a9c";
+const OTHER_CLIENT_KEY: &str = "weir-client-key-other-51d2";
+const PROVIDER_KEY: &str = "sk-provider-secret-0b8e";
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
+
+fn client_key(name: &str, key: &str, labels: Value) -> Value {
+    let mut labels = labels;
+    labels["weir.dev/ai-key"] = json!("true");
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "ai", "labels": labels},
+        "stringData": {"key": key}})
+}
+
+fn provider_key(name: &str, key: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "ai", "labels": {"weir.dev/ai-credentials": "true"}},
+        "stringData": {"apiKey": key}})
+}
+
+/// A provider entry of an AIModel.
+fn provider(name: &str, kind: &str, mock: &MockLlm, model: &str, priority: u32) -> Value {
+    let url = match kind {
+        "OpenAI" => format!("{}/v1", mock.url()),
+        _ => mock.url(),
+    };
+    json!({"name": name, "type": kind, "model": model, "endpoint": {"url": url},
+        "credentials": {"secretRef": {"name": "provider-key", "key": "apiKey"}},
+        "priority": priority})
+}
+
+fn ai_model(name: &str, providers: Vec<Value>, extra: Value) -> Value {
+    let mut spec = json!({"providers": providers});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    json!({"apiVersion": "weir.dev/v1alpha1", "kind": "AIModel",
+        "metadata": {"name": name, "namespace": "ai"}, "spec": spec})
+}
+
+/// A gateway serving `models`, with the two client keys and the provider key.
+async fn gateway(models: Vec<Value>) -> (ConfigDir, Weir) {
+    let config = ConfigDir::new();
+    config.write(
+        "keys.yaml",
+        &[
+            client_key("team-search", CLIENT_KEY, json!({"team": "search"})),
+            client_key("team-other", OTHER_CLIENT_KEY, json!({"team": "other"})),
+            provider_key("provider-key", PROVIDER_KEY),
+        ],
+    );
+    config.write("models.yaml", &models);
+    let weir = Weir::start(&config).await;
+    (config, weir)
+}
+
+/// Runs `ai_client.py` and returns its result line.
+async fn sdk(weir: &Weir, call: &str, key: &str, model: &str, extra: &[&str]) -> Value {
+    let base = match call {
+        "anthropic" | "anthropic-count" => format!("http://{}", weir.proxy().address()),
+        _ => format!("http://{}/v1", weir.proxy().address()),
+    };
+    let mut args = vec![call, "--base", &base, "--key", key, "--model", model];
+    args.extend_from_slice(extra);
+    let finished = Script::start("ai_client.py", &args)
+        .finish(SCRIPT_DEADLINE)
+        .await;
+    finished.expect_success()
+}
+
+fn ok(result: &Value) -> &Value {
+    result
+        .get("ok")
+        .unwrap_or_else(|| panic!("the SDK call failed: {result:#}"))
+}
+
+fn err(result: &Value) -> &Value {
+    result
+        .get("error")
+        .unwrap_or_else(|| panic!("the SDK call succeeded where it should not: {result:#}"))
+}
+
+#[tokio::test]
+async fn openai_sdk_chat_streams_with_and_without_usage_and_the_provider_sees_only_its_own_key() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![ai_model(
+        "chat",
+        vec![provider("primary", "OpenAI", &mock, "mock-upstream", 0)],
+        json!({}),
+    )])
+    .await;
+
+    let whole = sdk(&weir, "openai-chat", CLIENT_KEY, "chat", &[]).await;
+    let whole = ok(&whole);
+    assert_eq!(
+        whole["content"],
+        "tok1 tok2 tok3 tok4 tok5 tok6 tok7 tok8 tok9 tok10 tok11 tok12"
+    );
+    assert_eq!(whole["usage"]["completion_tokens"], 12);
+    let prompt_tokens = whole["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt_tokens > 0);
+
+    let with_usage = sdk(
+        &weir,
+        "openai-chat",
+        CLIENT_KEY,
+        "chat",
+        &["--stream", "--include-usage"],
+    )
+    .await;
+    let with_usage = ok(&with_usage);
+    assert_eq!(with_usage["content"], whole["content"]);
+    assert_eq!(with_usage["finish_reason"], "stop");
+    let usage_chunks = with_usage["usage_chunks"].as_array().unwrap();
+    assert_eq!(usage_chunks.len(), 1, "{with_usage:#}");
+    assert_eq!(usage_chunks[0]["choices"], 0);
+    assert_eq!(usage_chunks[0]["usage"]["completion_tokens"], 12);
+    assert_eq!(usage_chunks[0]["usage"]["prompt_tokens"], prompt_tokens);
+    assert_eq!(with_usage["usage_chunk_last"], true);
+
+    let without = sdk(&weir, "openai-chat", CLIENT_KEY, "chat", &["--stream"]).await;
+    let without = ok(&without);
+    assert_eq!(without["content"], whole["content"]);
+    assert_eq!(
+        without["usage_chunks"],
+        json!([]),
+        "the injected usage chunk leaked: {without:#}"
+    );
+
+    // The provider saw its own key, its own model name, and was asked for usage every time.
+    let requests = mock.requests().await;
+    assert_eq!(requests.len(), 3);
+    for request in &requests {
+        assert_eq!(
+            request["headers"]["authorization"],
+            format!("Bearer {PROVIDER_KEY}")
+        );
+        assert_eq!(request["body"]["model"], "mock-upstream");
+        assert!(!request.to_string().contains(CLIENT_KEY));
+    }
+    assert_eq!(requests[2]["body"]["stream_options"]["include_usage"], true);
+
+    // Three requests, identical usage each: the streamed ones counted exactly like the whole.
+    let output = weir
+        .metric(r#"weir_ai_tokens_total{model="ai/chat",provider="primary",key="team-search",type="output"}"#)
+        .await;
+    assert_eq!(output, 36.0);
+}
+
+#[tokio::test]
+async fn openai_sdk_reaches_an_anthropic_provider_with_tools_and_system_messages() {
+    let mock = MockLlm::start("claude", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![
+        ai_model(
+            "text",
+            vec![provider("claude", "Anthropic", &mock, "mock+cache", 0)],
+            json!({}),
+        ),
+        ai_model(
+            "tools",
+            vec![provider("claude", "Anthropic", &mock, "mock+tools-2", 0)],
+            json!({}),
+        ),
+    ])
+    .await;
+
+    let text = sdk(&weir, "openai-chat", CLIENT_KEY, "text", &[]).await;
+    let text = ok(&text);
+    assert_eq!(text["finish_reason"], "stop");
+    assert!(text["content"].as_str().unwrap().starts_with("tok1 tok2"));
+    // prompt_tokens counts cache reads and writes (4 + 2) on top of input.
+    let usage = &text["usage"];
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+
+    let streamed = sdk(
+        &weir,
+        "openai-chat",
+        CLIENT_KEY,
+        "tools",
+        &["--stream", "--tools", "--include-usage"],
+    )
+    .await;
+    let streamed = ok(&streamed);
+    assert_eq!(streamed["finish_reason"], "tool_calls", "{streamed:#}");
+    let calls = streamed["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{streamed:#}");
+    for (i, call) in calls.iter().enumerate() {
+        assert_eq!(call["index"], i);
+        let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("arguments of call {i} are not JSON ({e}): {call}"));
+        assert_eq!(arguments["n"], i + 1);
+    }
+    assert_eq!(streamed["role_chunks"], 1);
+
+    let requests = mock.requests().await;
+    let first = &requests[0];
+    assert_eq!(first["path"], "/v1/messages");
+    assert_eq!(first["headers"]["x-api-key"], PROVIDER_KEY);
+    assert_eq!(first["body"]["model"], "mock+cache");
+    // Both system messages, in order; max_tokens defaulted for Anthropic.
+    let system = first["body"]["system"].to_string();
+    assert!(
+        system.contains("first system words") && system.contains("second system"),
+        "{system}"
+    );
+    assert!(system.find("first").unwrap() < system.find("second").unwrap());
+    assert_eq!(first["body"]["max_tokens"], 4096);
+}
+
+#[tokio::test]
+async fn anthropic_sdk_reaches_an_openai_provider_with_tools_and_counts_tokens() {
+    let mock = MockLlm::start("gpt", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![
+        ai_model(
+            "text",
+            vec![provider("gpt", "OpenAI", &mock, "mock", 0)],
+            json!({}),
+        ),
+        ai_model(
+            "tools",
+            vec![provider("gpt", "OpenAI", &mock, "mock+tools-2", 0)],
+            json!({}),
+        ),
+    ])
+    .await;
+
+    let whole = sdk(&weir, "anthropic", CLIENT_KEY, "text", &[]).await;
+    let whole = ok(&whole);
+    assert_eq!(whole["stop_reason"], "end_turn");
+    assert_eq!(whole["usage"]["output_tokens"], 12);
+
+    let streamed = sdk(
+        &weir,
+        "anthropic",
+        CLIENT_KEY,
+        "tools",
+        &["--stream", "--tools"],
+    )
+    .await;
+    let streamed = ok(&streamed);
+    assert_eq!(streamed["stop_reason"], "tool_use", "{streamed:#}");
+    let uses = streamed["tool_uses"].as_array().unwrap();
+    assert_eq!(uses.len(), 2, "{streamed:#}");
+    assert_eq!(uses[1]["input"]["n"], 2);
+    assert_eq!(streamed["usage"]["output_tokens"], 10);
+    let events = streamed["events"].as_array().unwrap();
+    assert_eq!(events.first().unwrap(), "message_start");
+
+    let counted = sdk(&weir, "anthropic-count", CLIENT_KEY, "text", &[]).await;
+    assert!(ok(&counted)["input_tokens"].as_u64().unwrap() > 0);
+
+    let requests = mock.requests().await;
+    assert_eq!(requests[0]["path"], "/v1/chat/completions");
+    assert_eq!(
+        requests[0]["headers"]["authorization"],
+        format!("Bearer {PROVIDER_KEY}")
+    );
+}
+
+#[tokio::test]
+async fn falls_back_before_the_first_byte_on_each_listed_failure() {
+    let failing = MockLlm::start("failing", PROVIDER_KEY).await;
+    let backup = MockLlm::start("backup", PROVIDER_KEY).await;
+    let faults = [
+        ("on-429", "mock+status-429+retry-after-30"),
+        ("on-503", "mock+status-503"),
+        ("on-529", "mock+status-529"),
+        ("on-slow-first-byte", "mock+slow-ttft-5000"),
+        ("on-headers-then-close", "mock+headers-then-close"),
+    ];
+    let mut models: Vec<Value> = faults
+        .iter()
+        .map(|(name, fault)| {
+            ai_model(
+                name,
+                vec![
+                    provider("failing", "OpenAI", &failing, fault, 0),
+                    provider("backup", "OpenAI", &backup, "mock", 1),
+                ],
+                json!({"timeouts": {"firstByte": "1s"}}),
+            )
+        })
+        .collect();
+    // Nothing listens on port 9 of loopback: a connect error.
+    models.push(ai_model(
+        "on-connect-error",
+        vec![
+            json!({"name": "nowhere", "type": "OpenAI", "model": "mock",
+                "endpoint": {"url": "http://127.0.0.1:9/v1"}}),
+            provider("backup", "OpenAI", &backup, "mock", 1),
+        ],
+        json!({}),
+    ));
+    let (_config, weir) = gateway(models).await;
+
+    for name in faults
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(["on-connect-error"])
+    {
+        let result = sdk(
+            &weir,
+            "openai-chat",
+            CLIENT_KEY,
+            name,
+            &["--stream", "--include-usage"],
+        )
+        .await;
+        let result = ok(&result);
+        assert_eq!(result["finish_reason"], "stop", "{name}: {result:#}");
+        assert_eq!(
+            result["role_chunks"], 1,
+            "{name}: one role chunk, no duplicated prefix"
+        );
+        assert!(
+            result["content"].as_str().unwrap().starts_with("tok1 tok2"),
+            "{name}"
+        );
+    }
+    // The failing provider was called once per fault (no SDK retry multiplied it), the
+    // backup once per model.
+    assert_eq!(failing.requests().await.len(), faults.len());
+    assert_eq!(backup.requests().await.len(), faults.len() + 1);
+}
+
+#[tokio::test]
+async fn a_cut_after_content_ends_with_an_in_band_error_in_both_dialects() {
+    let mock = MockLlm::start("cut", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![
+        ai_model(
+            "cut-openai",
+            vec![provider("cut", "OpenAI", &mock, "mock+cut-after-5", 0)],
+            json!({}),
+        ),
+        ai_model(
+            "cut-anthropic",
+            vec![provider("cut", "Anthropic", &mock, "mock+cut-after-5", 0)],
+            json!({}),
+        ),
+    ])
+    .await;
+
+    let openai = sdk(
+        &weir,
+        "openai-chat",
+        CLIENT_KEY,
+        "cut-openai",
+        &["--stream"],
+    )
+    .await;
+    let error = err(&openai);
+    assert_eq!(error["class"], "APIError", "{error:#}");
+
+    let anthropic = sdk(
+        &weir,
+        "anthropic",
+        CLIENT_KEY,
+        "cut-anthropic",
+        &["--stream"],
+    )
+    .await;
+    let error = err(&anthropic);
+    assert!(
+        error["class"].as_str().unwrap().ends_with("Error"),
+        "{error:#}"
+    );
+    assert!(error.to_string().contains("api_error"), "{error:#}");
+
+    let partial = weir
+        .metric(r#"weir_ai_requests_total{model="ai/cut-openai",provider="cut",key="team-search",outcome="provider_failed_mid_stream"}"#)
+        .await;
+    assert_eq!(partial, 1.0);
+}
+
+#[tokio::test]
+async fn errors_are_json_in_the_callers_dialect() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![
+        ai_model(
+            "chat",
+            vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+            json!({}),
+        ),
+        ai_model(
+            "bad-request",
+            vec![provider("primary", "OpenAI", &mock, "mock+status-400", 0)],
+            json!({}),
+        ),
+        ai_model(
+            "always-503",
+            vec![provider("primary", "OpenAI", &mock, "mock+status-503", 0)],
+            json!({}),
+        ),
+    ])
+    .await;
+
+    let unknown = sdk(&weir, "openai-chat", CLIENT_KEY, "no-such-model", &[]).await;
+    let unknown = err(&unknown);
+    assert_eq!(unknown["class"], "NotFoundError");
+    assert_eq!(unknown["code"], "model_not_found");
+    assert_eq!(unknown["param"], "model");
+
+    let no_key = sdk(&weir, "openai-chat", "not-a-key", "chat", &[]).await;
+    assert_eq!(err(&no_key)["class"], "AuthenticationError");
+
+    let anthropic_unknown = sdk(&weir, "anthropic", CLIENT_KEY, "no-such-model", &[]).await;
+    let anthropic_unknown = err(&anthropic_unknown);
+    assert_eq!(anthropic_unknown["class"], "NotFoundError");
+    assert_eq!(anthropic_unknown["body"]["type"], "error");
+
+    // A 400 is the client's to fix: returned as it is, not retried on another provider.
+    let bad = sdk(&weir, "openai-chat", CLIENT_KEY, "bad-request", &[]).await;
+    assert_eq!(err(&bad)["class"], "BadRequestError");
+
+    // Fallbacks exhausted: the SDK is told not to retry, so the provider is called once.
+    let before = mock.requests().await.len();
+    let exhausted = sdk(&weir, "openai-chat", CLIENT_KEY, "always-503", &[]).await;
+    let exhausted = err(&exhausted);
+    assert_eq!(exhausted["status_code"], 503);
+    assert_eq!(exhausted["headers"]["x-should-retry"], "false");
+    assert_eq!(mock.requests().await.len() - before, 1);
+
+    // Bad JSON, with curl-like raw requests: still JSON in the dialect.
+    let reply = weir
+        .proxy()
+        .request(http::Method::POST, "any", "/v1/chat/completions")
+        .header("authorization", &format!("Bearer {CLIENT_KEY}"))
+        .body("{not json")
+        .send()
+        .await;
+    assert_eq!(reply.status, 400);
+    let body: Value = serde_json::from_str(&reply.body).expect("the error is JSON");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+}
+
+#[tokio::test]
+async fn models_lists_what_each_key_may_use() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![
+        ai_model(
+            "for-everyone",
+            vec![provider("p", "OpenAI", &mock, "mock", 0)],
+            json!({}),
+        ),
+        ai_model(
+            "for-search",
+            vec![provider("p", "OpenAI", &mock, "mock", 0)],
+            json!({"names": ["search-model", "search-alias"],
+                "access": {"keySelector": {"matchLabels": {"team": "search"}}}}),
+        ),
+    ])
+    .await;
+
+    let search = sdk(&weir, "openai-models", CLIENT_KEY, "", &[]).await;
+    assert_eq!(
+        ok(&search)["ids"],
+        json!(["for-everyone", "search-alias", "search-model"])
+    );
+    let other = sdk(&weir, "openai-models", OTHER_CLIENT_KEY, "", &[]).await;
+    assert_eq!(ok(&other)["ids"], json!(["for-everyone"]));
+    // The other team's key cannot call the model it cannot see.
+    let refused = sdk(&weir, "openai-chat", OTHER_CLIENT_KEY, "search-model", &[]).await;
+    assert_eq!(err(&refused)["code"], "model_not_found");
+}
+
+#[tokio::test]
+async fn embeddings_and_responses_pass_through_with_usage() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![ai_model(
+        "embed",
+        vec![provider("p", "OpenAI", &mock, "mock", 0)],
+        json!({}),
+    )])
+    .await;
+    let embeddings = sdk(&weir, "openai-embeddings", CLIENT_KEY, "embed", &[]).await;
+    let embeddings = ok(&embeddings);
+    assert_eq!(embeddings["count"], 2);
+    assert!(embeddings["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let responses = sdk(&weir, "openai-responses", CLIENT_KEY, "embed", &[]).await;
+    assert!(ok(&responses)["text"].as_str().unwrap().starts_with("tok1"));
+    let input = weir
+        .metric(
+            r#"weir_ai_tokens_total{model="ai/embed",provider="p",key="team-search",type="input"}"#,
+        )
+        .await;
+    assert!(input > 0.0);
+}
+
+#[tokio::test]
+async fn large_prompts_pass_and_a_body_above_the_cap_gets_a_json_413() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let config = ConfigDir::new();
+    config.write(
+        "keys.yaml",
+        &[
+            client_key("team-search", CLIENT_KEY, json!({"team": "search"})),
+            provider_key("provider-key", PROVIDER_KEY),
+        ],
+    );
+    config.write(
+        "models.yaml",
+        &[ai_model(
+            "chat",
+            vec![provider("p", "OpenAI", &mock, "mock", 0)],
+            json!({}),
+        )],
+    );
+    let weir = Weir::start_with_args(&config, &["--ai-max-request-size", "4Mi"]).await;
+
+    let two_mib = (2 << 20).to_string();
+    let large = sdk(
+        &weir,
+        "openai-chat",
+        CLIENT_KEY,
+        "chat",
+        &["--prompt-bytes", &two_mib],
+    )
+    .await;
+    assert_eq!(ok(&large)["finish_reason"], "stop");
+
+    let five_mib = (5 << 20).to_string();
+    let too_large = sdk(
+        &weir,
+        "openai-chat",
+        CLIENT_KEY,
+        "chat",
+        &["--prompt-bytes", &five_mib],
+    )
+    .await;
+    let too_large = err(&too_large);
+    assert_eq!(too_large["status_code"], 413);
+    assert_eq!(too_large["body"]["code"], "request_too_large");
+}
+
+#[tokio::test]
+async fn keys_rotate_without_a_restart_and_never_show() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (config, weir) = gateway(vec![ai_model(
+        "chat",
+        vec![provider("p", "OpenAI", &mock, "mock", 0)],
+        json!({}),
+    )])
+    .await;
+    assert!(ok(&sdk(&weir, "openai-chat", CLIENT_KEY, "chat", &[]).await)["content"].is_string());
+
+    let rotated = "weir-client-key-rotated-99aa";
+    config.write(
+        "keys.yaml",
+        &[
+            client_key("team-search", rotated, json!({"team": "search"})),
+            provider_key("provider-key", PROVIDER_KEY),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = weir
+            .proxy()
+            .request(http::Method::GET, "any", "/v1/models")
+            .header("authorization", &format!("Bearer {rotated}"))
+            .send()
+            .await;
+        if reply.status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated key was not accepted in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old = sdk(&weir, "openai-chat", CLIENT_KEY, "chat", &[]).await;
+    assert_eq!(err(&old)["class"], "AuthenticationError");
+    assert!(ok(&sdk(&weir, "openai-chat", rotated, "chat", &[]).await)["content"].is_string());
+
+    // No key, client or provider, anywhere an operator looks.
+    let debug = weir.debug_routes().await.to_string();
+    let metrics = weir
+        .admin()
+        .request(http::Method::GET, "admin", "/metrics")
+        .send()
+        .await
+        .body;
+    for secret in [CLIENT_KEY, rotated, PROVIDER_KEY] {
+        assert!(!debug.contains(secret), "/debug/routes shows a key");
+        assert!(!metrics.contains(secret), "/metrics shows a key");
+        assert_eq!(weir.log_lines_containing(secret), 0, "the log shows a key");
+    }
+}
