@@ -39,6 +39,13 @@ pub fn translate(
     lookup: &mut Lookup<'_>,
 ) -> Result<TranslatedModel, String> {
     validate_aimodel(spec).map_err(|invalid| invalid.to_string())?;
+    // Refused rather than ignored: a limit that silently does not apply is worse than none.
+    if !spec.quotas.is_empty() {
+        return Err("spec.quotas: quotas are not enforced by this version of Weir yet; remove them to serve the model".into());
+    }
+    if !spec.prompts.is_empty() {
+        return Err("spec.prompts: prompt endpoints are not served by this version of Weir yet; remove them to serve the model".into());
+    }
     let access = match &spec.access {
         Some(access) if access.public => Access::Public,
         access => Access::Keys {
