@@ -329,7 +329,7 @@ fn upstream_request(
             let mut body = with_model(request.clone());
             if body.get("stream").and_then(Value::as_bool) == Some(true) {
                 // Always ask for usage; the chunk is dropped again if the client did not ask.
-                body["stream_options"]["include_usage"] = Value::Bool(true);
+                translate::force_include_usage(&mut body);
             }
             (Some("/chat/completions"), body)
         }
