@@ -1,15 +1,11 @@
 //! Echo backends: `weir-echo` processes, each on a free port (loopback, or the test host's
 //! address for cluster tests), killed on drop.
 
-use std::{
-    net::SocketAddr,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, process::Command, time::Duration};
 
 use crate::{
     binaries,
-    process::{Process, watch_lines},
+    process::{Process, spawn_listening},
     test_host::test_host,
 };
 
@@ -46,21 +42,12 @@ impl Echo {
     }
 
     async fn start_with(command: &mut Command, name: &str) -> Self {
-        let mut process = Process::spawn(
-            command
-                .args(["--threads", "1", "--name", name])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped()),
-        );
-        let listening = watch_lines(process.take_stdout(), |line| {
-            line.strip_prefix("listening on ")?
-                .parse::<SocketAddr>()
-                .ok()
-        });
-        let address = tokio::time::timeout(STARTUP_DEADLINE, listening)
-            .await
-            .unwrap_or_else(|_| panic!("echo {name} not listening within {STARTUP_DEADLINE:?}"))
-            .unwrap_or_else(|_| panic!("echo {name} exited before listening"));
+        let (process, address) = spawn_listening(
+            command.args(["--threads", "1", "--name", name]),
+            &format!("echo {name}"),
+            STARTUP_DEADLINE,
+        )
+        .await;
         Self {
             address,
             _process: process,

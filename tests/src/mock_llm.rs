@@ -1,18 +1,14 @@
 //! Mock LLM providers: `weir-mock-llm` processes (OpenAI and Anthropic wire formats, faults
 //! chosen by the model name), each on a free loopback port, killed on drop.
 
-use std::{
-    net::SocketAddr,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, process::Command, time::Duration};
 
 use http::Method;
 use serde_json::Value;
 
 use crate::{
     HttpClient, binaries,
-    process::{Process, watch_lines},
+    process::{Process, spawn_listening},
 };
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
@@ -26,22 +22,14 @@ pub struct MockLlm {
 impl MockLlm {
     /// A provider named `name` that accepts only `api_key`.
     pub async fn start(name: &str, api_key: &str) -> Self {
-        let mut process = Process::spawn(
+        let (process, address) = spawn_listening(
             Command::new(binaries::mock_llm())
                 .args(["--listen", "127.0.0.1:0", "--threads", "1", "--name", name])
-                .args(["--api-key", api_key])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped()),
-        );
-        let listening = watch_lines(process.take_stdout(), |line| {
-            line.strip_prefix("listening on ")?
-                .parse::<SocketAddr>()
-                .ok()
-        });
-        let address = tokio::time::timeout(STARTUP_DEADLINE, listening)
-            .await
-            .unwrap_or_else(|_| panic!("mock LLM {name} not listening within {STARTUP_DEADLINE:?}"))
-            .unwrap_or_else(|_| panic!("mock LLM {name} exited before listening"));
+                .args(["--api-key", api_key]),
+            &format!("mock LLM {name}"),
+            STARTUP_DEADLINE,
+        )
+        .await;
         Self {
             address,
             client: HttpClient::new(address),

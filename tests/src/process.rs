@@ -95,6 +95,25 @@ fn read_all(mut stream: impl Read + Send + 'static) -> oneshot::Receiver<Vec<u8>
     receiver
 }
 
+/// Starts a server that prints `listening on <address>` on stdout once bound (`weir-echo`,
+/// `weir-mock-llm`) and waits for that line; panics naming `what` if it does not come within
+/// `deadline` or the process exits first.
+pub(crate) async fn spawn_listening(
+    command: &mut Command,
+    what: &str,
+    deadline: Duration,
+) -> (Process, std::net::SocketAddr) {
+    let mut process = Process::spawn(command.stdin(Stdio::null()).stdout(Stdio::piped()));
+    let listening = watch_lines(process.take_stdout(), |line| {
+        line.strip_prefix("listening on ")?.parse().ok()
+    });
+    let address = tokio::time::timeout(deadline, listening)
+        .await
+        .unwrap_or_else(|_| panic!("{what} not listening within {deadline:?}"))
+        .unwrap_or_else(|_| panic!("{what} exited before listening"));
+    (process, address)
+}
+
 /// Reads `stream` line by line on a thread of its own until it ends, handing each line to
 /// `inspect`; the first value `inspect` returns is sent on the returned channel. The channel
 /// closes without a value if the stream ends first (the process exited).

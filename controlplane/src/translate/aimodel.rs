@@ -24,12 +24,11 @@ use crate::{kinds::AI_CREDENTIALS_LABEL, resolve::Lookup};
 /// The default `max_tokens` sent to an Anthropic provider for a client that gave none.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// A translated model and what did not resolve.
+/// A translated model. Providers that cannot be used say why in `unresolved`; they stay in
+/// `model.providers` for the report but are never tried.
 #[derive(Debug)]
 pub struct TranslatedModel {
     pub model: AiModel,
-    /// Providers that cannot be used, with why; they are in `model.providers` but never tried.
-    pub unresolved: Vec<(String, String)>,
 }
 
 /// Translates an AIModel's spec; `Err` holds every problem, each naming its field.
@@ -59,15 +58,11 @@ pub fn translate(
         },
     };
 
-    let mut providers = Vec::with_capacity(spec.providers.len());
-    let mut unresolved = Vec::new();
-    for provider in &spec.providers {
-        let translated = translate_provider(id, provider, lookup);
-        if let Some(why) = &translated.unresolved {
-            unresolved.push((provider.name.clone(), why.clone()));
-        }
-        providers.push(translated);
-    }
+    let mut providers: Vec<AiProvider> = spec
+        .providers
+        .iter()
+        .map(|provider| translate_provider(id, provider, lookup))
+        .collect();
     // Tried by priority; equal priorities keep their written order (the data plane spreads
     // them by weight).
     providers.sort_by_key(|p| p.priority);
@@ -130,7 +125,6 @@ pub fn translate(
             timeouts,
             fallback,
         },
-        unresolved,
     })
 }
 

@@ -290,12 +290,8 @@ async fn attempt_once(
         return Err(Failure::Status(error, retry_after));
     }
     if streaming && is_event_stream(response.headers()) {
-        let translator = translator(
-            client,
-            upstream,
-            &exchange_model_name(exchange, provider),
-            client_wants_usage,
-        );
+        // The client is shown the provider's model name, as OpenAI and Anthropic show theirs.
+        let translator = translator(client, upstream, &provider.model, client_wants_usage);
         return first_content(response.into_body(), translator, first_byte).await;
     }
     let body = read_json(
@@ -306,11 +302,6 @@ async fn attempt_once(
     .await?;
     let (body, usage) = whole_answer(exchange, provider, upstream, body)?;
     Ok(Answer::Whole { body, usage })
-}
-
-/// The model name the client is shown: the provider's, as OpenAI and Anthropic show theirs.
-fn exchange_model_name(_exchange: &Exchange<'_>, provider: &AiProvider) -> String {
-    provider.model.clone()
 }
 
 /// The provider's path and body for this exchange; `None` as the path when Weir answers itself.
@@ -423,10 +414,8 @@ async fn first_content(
         let mut done = false;
         for event in events.drain(..) {
             let step = translator.on_event(&event);
-            if let Some(message) = step.upstream_error
-                && !content
-            {
-                let _ = message;
+            // An error before any content is a failed attempt like any other.
+            if step.upstream_error.is_some() && !content {
                 return Err(Failure::Closed);
             }
             held.extend(step.frames);

@@ -296,13 +296,13 @@ pub fn dry_run(
 }
 
 /// A Host value as the AI index keys it: lowercase, without a port.
-fn ai_host(value: &HeaderValue) -> String {
-    let host = value.to_str().unwrap_or_default();
-    let host = match host.rfind(':') {
-        Some(colon) if !host.ends_with(']') => &host[..colon],
-        _ => host,
-    };
-    host.to_ascii_lowercase()
+fn ai_host(value: &HeaderValue) -> Cow<'_, str> {
+    let host = crate::table::strip_port(value.to_str().unwrap_or_default());
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// The host a request is for, and where that came from.

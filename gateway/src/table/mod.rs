@@ -365,7 +365,7 @@ impl RoutingTable {
 }
 
 /// `Host` may carry a port (`example.com:8080`, `[::1]:8080`).
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
             .split_once(']')
