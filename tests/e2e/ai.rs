@@ -10,12 +10,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use weir_e2e::{ConfigDir, MockLlm, Weir, python::Script};
 
-const CLIENT_KEY: &str = "weir-client-key-7f3a9c";
-const OTHER_CLIENT_KEY: &str = "weir-client-key-other-51d2";
-const PROVIDER_KEY: &str = "sk-provider-secret-0b8e";
+pub(crate) const CLIENT_KEY: &str = "weir-client-key-7f3a9c";
+pub(crate) const OTHER_CLIENT_KEY: &str = "weir-client-key-other-51d2";
+pub(crate) const PROVIDER_KEY: &str = "sk-provider-secret-0b8e";
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
 
-fn client_key(name: &str, key: &str, labels: Value) -> Value {
+pub(crate) fn client_key(name: &str, key: &str, labels: Value) -> Value {
     let mut labels = labels;
     labels["weir.dev/ai-key"] = json!("true");
     json!({"apiVersion": "v1", "kind": "Secret",
@@ -23,14 +23,20 @@ fn client_key(name: &str, key: &str, labels: Value) -> Value {
         "stringData": {"key": key}})
 }
 
-fn provider_key(name: &str, key: &str) -> Value {
+pub(crate) fn provider_key(name: &str, key: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": "ai", "labels": {"weir.dev/ai-credentials": "true"}},
         "stringData": {"apiKey": key}})
 }
 
 /// A provider entry of an AIModel.
-fn provider(name: &str, kind: &str, mock: &MockLlm, model: &str, priority: u32) -> Value {
+pub(crate) fn provider(
+    name: &str,
+    kind: &str,
+    mock: &MockLlm,
+    model: &str,
+    priority: u32,
+) -> Value {
     let url = match kind {
         "OpenAI" => format!("{}/v1", mock.url()),
         _ => mock.url(),
@@ -40,7 +46,7 @@ fn provider(name: &str, kind: &str, mock: &MockLlm, model: &str, priority: u32) 
         "priority": priority})
 }
 
-fn ai_model(name: &str, providers: Vec<Value>, extra: Value) -> Value {
+pub(crate) fn ai_model(name: &str, providers: Vec<Value>, extra: Value) -> Value {
     let mut spec = json!({"providers": providers});
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
@@ -50,7 +56,7 @@ fn ai_model(name: &str, providers: Vec<Value>, extra: Value) -> Value {
 }
 
 /// A gateway serving `models`, with the two client keys and the provider key.
-async fn gateway(models: Vec<Value>) -> (ConfigDir, Weir) {
+pub(crate) async fn gateway(models: Vec<Value>) -> (ConfigDir, Weir) {
     let config = ConfigDir::new();
     config.write(
         "keys.yaml",
@@ -66,7 +72,7 @@ async fn gateway(models: Vec<Value>) -> (ConfigDir, Weir) {
 }
 
 /// Runs `ai_client.py` and returns its result line.
-async fn sdk(weir: &Weir, call: &str, key: &str, model: &str, extra: &[&str]) -> Value {
+pub(crate) async fn sdk(weir: &Weir, call: &str, key: &str, model: &str, extra: &[&str]) -> Value {
     let base = match call {
         "anthropic" | "anthropic-count" => format!("http://{}", weir.proxy().address()),
         _ => format!("http://{}/v1", weir.proxy().address()),
@@ -79,13 +85,13 @@ async fn sdk(weir: &Weir, call: &str, key: &str, model: &str, extra: &[&str]) ->
     finished.expect_success()
 }
 
-fn ok(result: &Value) -> &Value {
+pub(crate) fn ok(result: &Value) -> &Value {
     result
         .get("ok")
         .unwrap_or_else(|| panic!("the SDK call failed: {result:#}"))
 }
 
-fn err(result: &Value) -> &Value {
+pub(crate) fn err(result: &Value) -> &Value {
     result
         .get("error")
         .unwrap_or_else(|| panic!("the SDK call succeeded where it should not: {result:#}"))

@@ -4,6 +4,7 @@
 //! so they run concurrently. Each module specifies one area of behaviour.
 
 mod ai;
+mod ai_usage;
 mod failures;
 mod filters;
 mod hardening;

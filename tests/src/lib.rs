@@ -22,6 +22,7 @@ pub mod manifests;
 pub mod mock_llm;
 mod process;
 pub mod python;
+pub mod redis;
 pub mod scripted;
 pub mod test_host;
 pub mod tls_client;
@@ -36,6 +37,7 @@ pub use gateway::Weir;
 pub use held::HeldBackend;
 pub use mock_llm::MockLlm;
 pub use process::run_to_exit;
+pub use redis::RedisServer;
 pub use scripted::{Behaviour, ScriptedBackend};
 pub use world::{World, route_file};
 

@@ -14,8 +14,9 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1 as meta, util::intstr::IntOrString},
 };
 use weir_contract::{
-    Access, AiAddress, AiApi, AiEndpoint, AiModel, AiProvider, AiTimeouts, ClientKey, Credential,
-    Eject, Fallback, LabelSelector, NamespacedName, SecretBytes, SelectorRequirement, UpstreamTls,
+    Access, AiAddress, AiApi, AiEndpoint, AiModel, AiProvider, AiQuota, AiTimeouts, ClientKey,
+    Credential, Eject, Fallback, LabelSelector, NamespacedName, QuotaLimit, SecretBytes,
+    SelectorRequirement, UpstreamTls,
 };
 use weir_crds::{AIModelSpec, AIProvider, validate_aimodel, validate_aimodel::parse_duration};
 
@@ -38,10 +39,6 @@ pub fn translate(
     lookup: &mut Lookup<'_>,
 ) -> Result<TranslatedModel, String> {
     validate_aimodel(spec).map_err(|invalid| invalid.to_string())?;
-    // Refused rather than ignored: a limit that silently does not apply is worse than none.
-    if !spec.quotas.is_empty() {
-        return Err("spec.quotas: quotas are not enforced by this version of Weir yet; remove them to serve the model".into());
-    }
     if !spec.prompts.is_empty() {
         return Err("spec.prompts: prompt endpoints are not served by this version of Weir yet; remove them to serve the model".into());
     }
@@ -110,6 +107,27 @@ pub fn translate(
         });
     }
 
+    let quotas = spec
+        .quotas
+        .iter()
+        .enumerate()
+        .map(|(i, quota)| {
+            let limit = |limit: &Option<weir_crds::aimodel::AILimit>| {
+                limit.as_ref().map(|limit| QuotaLimit {
+                    limit: limit.limit,
+                    // Validated above: a duration of at least a second.
+                    per: parse_duration(&limit.per).unwrap_or_default(),
+                })
+            };
+            Ok(AiQuota {
+                keys: label_selector(&quota.keys)
+                    .map_err(|e| format!("spec.quotas[{i}].keys: {e}"))?,
+                tokens: limit(&quota.tokens),
+                requests: limit(&quota.requests),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+
     let names = if spec.names.is_empty() {
         vec![id.name.clone()]
     } else {
@@ -124,6 +142,7 @@ pub fn translate(
             providers,
             timeouts,
             fallback,
+            quotas,
         },
     })
 }

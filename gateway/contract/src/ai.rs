@@ -46,6 +46,9 @@ pub struct AiModel {
     pub providers: Vec<AiProvider>,
     pub timeouts: AiTimeouts,
     pub fallback: Fallback,
+    /// Limits per client key, in the order written; a request must fit every one whose
+    /// selector matches its key.
+    pub quotas: Vec<AiQuota>,
 }
 
 /// Who may call a model.
@@ -222,4 +225,21 @@ impl Default for Fallback {
 pub struct Eject {
     pub consecutive_failures: u32,
     pub duration: Duration,
+}
+
+/// Limits for each client key a selector picks, each key counted on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AiQuota {
+    pub keys: LabelSelector,
+    /// Input plus output tokens (cached ones included) per window.
+    pub tokens: Option<QuotaLimit>,
+    /// Requests per window.
+    pub requests: Option<QuotaLimit>,
+}
+
+/// At most `limit` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaLimit {
+    pub limit: u64,
+    pub per: Duration,
 }

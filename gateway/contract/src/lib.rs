@@ -25,8 +25,8 @@ mod secret;
 mod snapshot;
 
 pub use ai::{
-    Access, AiAddress, AiApi, AiConfig, AiEndpoint, AiModel, AiProvider, AiTimeouts, ClientKey,
-    Eject, Fallback, LabelSelector, SelectorRequirement,
+    Access, AiAddress, AiApi, AiConfig, AiEndpoint, AiModel, AiProvider, AiQuota, AiTimeouts,
+    ClientKey, Eject, Fallback, LabelSelector, QuotaLimit, SelectorRequirement,
 };
 pub use backend::{
     Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved, UpstreamTls,

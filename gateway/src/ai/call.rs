@@ -22,11 +22,15 @@ use weir_ai_wire::{
     translate,
     usage::Usage,
 };
-use weir_contract::{AiApi, AiProvider};
+use weir_contract::{AiApi, AiProvider, ClientKey};
 
 use super::{
-    AiContext, AiPath, error_response, index::CompiledModel, index::CompiledProvider,
-    json_response, stream,
+    AiContext, AiPath, error_response,
+    index::CompiledModel,
+    index::CompiledProvider,
+    json_response,
+    quota::{Admission, Refusal, Reservation},
+    stream,
 };
 use crate::{proxy::ProxyBody, upstream::UpstreamBody};
 
@@ -41,9 +45,27 @@ pub struct Exchange<'a> {
     pub client_headers: &'a HeaderMap,
     pub request: Value,
     pub model: &'a CompiledModel,
-    /// The client key's Secret name, for metrics and logs; empty for public models.
-    pub key_name: &'a str,
+    /// The caller's key; `None` on a public model called without one.
+    pub key: Option<&'a ClientKey>,
     pub started: Instant,
+}
+
+impl Exchange<'_> {
+    /// The client key's Secret name, for metrics and logs; empty without a key.
+    fn key_name(&self) -> &str {
+        self.key.map_or("", |key| key.id.name.as_str())
+    }
+
+    /// The tokens this request may take, reserved against its quotas until it is answered:
+    /// its prompt, estimated, and the output it allows (or a default).
+    fn token_estimate(&self, default_output_tokens: u64) -> u64 {
+        let prompt = weir_ai_wire::tokens::estimate_prompt_tokens(&self.request);
+        let output = match self.path {
+            AiPath::Embeddings => 0,
+            _ => translate::requested_max_tokens(&self.request).unwrap_or(default_output_tokens),
+        };
+        prompt.saturating_add(output)
+    }
 }
 
 /// Why an attempt failed, as metrics and fallback conditions name it.
@@ -119,6 +141,33 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
     let timeouts = model.model.timeouts;
     let fallback = &model.model.fallback;
     let deadline = exchange.started + timeouts.request;
+    let model_label = model.model.id.to_string();
+    // count_tokens generates nothing and is not counted against a quota.
+    let reservation = if exchange.path == AiPath::CountTokens {
+        None
+    } else {
+        let quotas = &ctx.settings.quotas;
+        let estimate = exchange.token_estimate(quotas.default_output_tokens);
+        match quotas.admit(&model.model, exchange.key, estimate).await {
+            Admission::Unlimited => None,
+            Admission::Admitted(reservation) => Some(reservation),
+            Admission::Refused(refusal) => {
+                ctx.index
+                    .metrics
+                    .request(&model_label, "", exchange.key_name(), "quota_refused");
+                return quota_refused(&refusal, exchange.key_name(), client);
+            }
+            Admission::StoreDown => {
+                let error = ApiError::new(
+                    ErrorKind::Overloaded,
+                    "the quota store is unavailable, so the request could not be admitted",
+                )
+                .with_code("quota_store_unavailable")
+                .with_status(503);
+                return error_response(&error, client);
+            }
+        }
+    };
     let order = model.attempt_order();
     if order.is_empty() {
         let error = ApiError::new(
@@ -129,7 +178,6 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
         return final_error(&error, client);
     }
     let mut last: Option<Failure> = None;
-    let model_label = model.model.id.to_string();
     for (attempt, compiled) in order
         .iter()
         .take(fallback.max_attempts.max(1) as usize)
@@ -151,7 +199,7 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
         match outcome {
             Ok(answer) => {
                 compiled.health.succeeded();
-                return answer_client(ctx, &exchange, provider, answer);
+                return answer_client(ctx, &exchange, provider, answer, reservation);
             }
             Err(failure) => {
                 let falls_back = failure.falls_back(fallback);
@@ -178,7 +226,7 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
                     ctx.index.metrics.request(
                         &model_label,
                         &provider.name,
-                        exchange.key_name,
+                        exchange.key_name(),
                         "error",
                     );
                     return error_response(&error, client);
@@ -193,8 +241,28 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
     };
     ctx.index
         .metrics
-        .request(&model_label, "", exchange.key_name, "exhausted");
+        .request(&model_label, "", exchange.key_name(), "exhausted");
     final_error(&error, client)
+}
+
+/// 429 in the caller's dialect, with `Retry-After` and the rate-limit headers; the SDK must
+/// not retry at once (its retries would only be refused again).
+fn quota_refused(refusal: &Refusal, key_name: &str, client: Dialect) -> Response<ProxyBody> {
+    let error = ApiError::new(
+        ErrorKind::RateLimit,
+        format!(
+            "Quota exceeded: key `{key_name}` may use {} {} per {} on this model. Try again in {}s.",
+            refusal.limit,
+            refusal.kind.as_str(),
+            humantime::format_duration(refusal.per),
+            refusal.retry_after.as_secs(),
+        ),
+    )
+    .with_code("rate_limit_exceeded")
+    .with_status(429);
+    let mut response = final_error(&error, client);
+    response.headers_mut().extend(refusal.headers.clone());
+    response
 }
 
 /// An error after which the SDK must not retry: Weir has tried every provider it may.
@@ -442,14 +510,16 @@ fn answer_client(
     exchange: &Exchange<'_>,
     provider: &AiProvider,
     answer: Answer,
+    reservation: Option<Reservation>,
 ) -> Response<ProxyBody> {
     let model_label = exchange.model.model.id.to_string();
-    match answer {
+    let quota_headers = reservation.as_ref().map(|r| r.headers.clone());
+    let mut response = match answer {
         Answer::Whole { body, usage } => {
             let record = super::metrics::Record {
                 model: model_label,
                 provider: provider.name.clone(),
-                key: exchange.key_name.to_owned(),
+                key: exchange.key_name().to_owned(),
                 started: exchange.started,
             };
             if let Some(usage) = usage {
@@ -458,13 +528,18 @@ fn answer_client(
             ctx.index
                 .metrics
                 .finished(&record, "ok", usage.as_ref(), false, None);
+            if let Some(reservation) = reservation {
+                // Without usage in the answer, the estimate is what was used.
+                let used = usage.map_or(reservation.reserved(), |usage| usage.total());
+                reservation.settle(used);
+            }
             json_response(StatusCode::OK, &body)
         }
         Answer::Stream { held, pump } => {
             let record = super::metrics::Record {
                 model: model_label,
                 provider: provider.name.clone(),
-                key: exchange.key_name.to_owned(),
+                key: exchange.key_name().to_owned(),
                 started: exchange.started,
             };
             let body = stream::spawn(
@@ -473,6 +548,7 @@ fn answer_client(
                 exchange.model.model.timeouts.idle,
                 record,
                 ctx.index.metrics.clone(),
+                reservation,
             );
             let mut response = Response::new(ProxyBody::Right(http_body_util::Either::Right(body)));
             let headers = response.headers_mut();
@@ -483,7 +559,11 @@ fn answer_client(
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             response
         }
+    };
+    if let Some(headers) = quota_headers {
+        response.headers_mut().extend(headers);
     }
+    response
 }
 
 fn is_event_stream(headers: &HeaderMap) -> bool {

@@ -25,6 +25,7 @@
 mod call;
 pub mod index;
 pub mod metrics;
+pub mod quota;
 mod stream;
 
 use std::time::Instant;
@@ -41,6 +42,7 @@ use weir_ai_wire::{
 
 pub use index::{AiIndex, AiState, TlsConnectors};
 pub use metrics::AiMetrics;
+pub use quota::Quotas;
 pub use stream::AiBody;
 
 use crate::{
@@ -96,12 +98,14 @@ impl AiPath {
 }
 
 /// Settings of the AI gateway from the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct AiSettings {
     /// The largest request body accepted (413 above it).
     pub max_request_bytes: usize,
     /// The largest whole (non-streamed) provider answer read.
     pub max_response_bytes: usize,
+    /// Where quota counters live; shared by every table and thread.
+    pub quotas: Quotas,
 }
 
 impl Default for AiSettings {
@@ -109,6 +113,7 @@ impl Default for AiSettings {
         Self {
             max_request_bytes: 32 << 20,
             max_response_bytes: 64 << 20,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -216,7 +221,7 @@ pub async fn handle(
         client_headers: &parts.headers,
         request: request_json,
         model,
-        key_name: key.as_ref().map_or("", |k| k.id.name.as_str()),
+        key: key.as_deref(),
         started,
     };
     call::call(&ctx, exchange).await

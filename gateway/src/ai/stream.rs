@@ -26,7 +26,10 @@ use weir_ai_wire::{
     stream::StreamTranslator,
 };
 
-use super::metrics::{AiMetrics, Record};
+use super::{
+    metrics::{AiMetrics, Record},
+    quota::Reservation,
+};
 use crate::upstream::{BoxError, UpstreamBody};
 
 /// Frames in flight between the pump and the client.
@@ -71,9 +74,10 @@ pub fn spawn(
     idle: Duration,
     record: Record,
     metrics: AiMetrics,
+    reservation: Option<Reservation>,
 ) -> AiBody {
     let (sender, frames) = mpsc::channel(CHANNEL_FRAMES);
-    tokio::spawn(run(held, pump, idle, record, metrics, sender));
+    tokio::spawn(run(held, pump, idle, record, metrics, reservation, sender));
     AiBody { frames }
 }
 
@@ -90,6 +94,7 @@ async fn run(
     idle: Duration,
     record: Record,
     metrics: AiMetrics,
+    reservation: Option<Reservation>,
     sender: mpsc::Sender<Bytes>,
 ) {
     let dialect = pump.translator.dialect();
@@ -149,6 +154,17 @@ async fn run(
         },
     };
     let usage = pump.translator.usage();
+    // The quota is charged the provider's count; without one (the stream broke off before
+    // it), what was streamed but at least the reservation, as the provider may have generated
+    // more than reached the client.
+    if let Some(reservation) = reservation {
+        let used = if pump.translator.usage_reported() {
+            usage.total()
+        } else {
+            usage.total().max(reservation.reserved())
+        };
+        reservation.settle(used);
+    }
     match end {
         End::Done => {
             metrics.tokens(&record, &usage);

@@ -71,7 +71,7 @@ pub struct Proxy {
 }
 
 /// Defaults a rule may override.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ProxySettings {
     /// The longest pause while a client sends a request body, for rules that set none.
     pub request_body_timeout: Option<Duration>,

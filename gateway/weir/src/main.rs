@@ -25,6 +25,7 @@ use weir_controlplane::{
 };
 use weir_gateway::{
     admin,
+    ai::{Quotas, quota},
     listener::{self, tls::CertificateResolver},
     metrics::Metrics,
     proxy::{Proxy, ProxySettings},
@@ -95,6 +96,25 @@ struct Cli {
     /// one is answered 413 with a JSON error.
     #[arg(long, default_value = "32Mi", value_parser = weir_crds::parse_size)]
     ai_max_request_size: u64,
+    /// Where AIModel quota counters live: this process's memory when absent (one replica), or
+    /// a Redis shared by every replica (`redis://[:password@]host:6379/0`, `rediss://…` for
+    /// TLS, `unix:///path`), so that they enforce one limit between them.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WEIR_QUOTA_STORE",
+        hide_env_values = true
+    )]
+    quota_store: Option<String>,
+    /// What a request subject to a quota gets while the quota store can't be reached: `admit`
+    /// serves it uncounted, `refuse` answers 503. Either way it is logged and counted
+    /// (weir_ai_quota_store_errors_total).
+    #[arg(long, value_enum, default_value_t = WhenQuotaStoreDown::Admit)]
+    quota_store_down: WhenQuotaStoreDown,
+    /// Output tokens reserved against a token quota for a request that names no `max_tokens`
+    /// (the real count settles it when the answer ends).
+    #[arg(long, default_value_t = 1024)]
+    quota_output_estimate: u64,
     /// Address of the admin listener (health, readiness, metrics, /debug/routes).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -107,6 +127,21 @@ struct Cli {
     /// Proxy threads, each with its own event loop (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WhenQuotaStoreDown {
+    Admit,
+    Refuse,
+}
+
+impl From<WhenQuotaStoreDown> for quota::WhenStoreDown {
+    fn from(value: WhenQuotaStoreDown) -> Self {
+        match value {
+            WhenQuotaStoreDown::Admit => quota::WhenStoreDown::Admit,
+            WhenQuotaStoreDown::Refuse => quota::WhenStoreDown::Refuse,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -155,9 +190,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let admin_listener = listener::bind(cli.admin).await?;
+    let quotas = match &cli.quota_store {
+        None => Quotas::new(
+            quota::Store::Memory(Default::default()),
+            cli.quota_store_down.into(),
+            cli.quota_output_estimate,
+        ),
+        Some(url) => Quotas::redis(url, cli.quota_store_down.into(), cli.quota_output_estimate)
+            .context("--quota-store")?,
+    };
     let mut registry = Registry::with_prefix("weir");
     let metrics = Metrics::default();
     metrics.register(&mut registry);
+    quotas.register(&mut registry);
     let reconciler_metrics = ReconcilerMetrics::default();
     reconciler_metrics.register(&mut registry);
 
@@ -252,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         retry_buffer_bytes: usize::try_from(cli.retry_buffer_size).unwrap_or(usize::MAX),
         ai: weir_gateway::ai::AiSettings {
             max_request_bytes: usize::try_from(cli.ai_max_request_size).unwrap_or(usize::MAX),
+            quotas,
             ..Default::default()
         },
     };
