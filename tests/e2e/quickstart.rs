@@ -68,3 +68,42 @@ async fn the_quickstart_manifests_route_as_documented() {
         (StatusCode::OK, "canary")
     );
 }
+
+#[tokio::test]
+async fn the_quickstart_ai_model_answers_the_openai_sdk_and_curl_as_documented() {
+    let mock = weir_e2e::MockLlm::start("mock", "sk-quickstart-provider").await;
+    let manifests = quickstart_file("ai.yaml");
+    let fixed = "http://127.0.0.1:9100/v1";
+    assert!(manifests.contains(fixed), "ai.yaml names {fixed}");
+    let config = ConfigDir::new();
+    config.write_text(
+        "ai.yaml",
+        &manifests.replace(fixed, &format!("{}/v1", mock.url())),
+    );
+    let weir = Weir::start(&config).await;
+
+    // The README's Python lines.
+    let answer = crate::ai::sdk(&weir, "openai-chat", "weir-demo-key", "assistant", &[]).await;
+    let answer = crate::ai::ok(&answer);
+    assert!(
+        answer["content"].as_str().unwrap().starts_with("tok1 tok2"),
+        "{answer}"
+    );
+    // The README's curl line: no content type, as `curl -d` sends it.
+    let reply = weir
+        .proxy()
+        .request(Method::POST, "localhost", "/v1/chat/completions")
+        .header("authorization", "Bearer weir-demo-key")
+        .body(r#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}"#)
+        .send()
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.headers["x-ratelimit-limit-tokens"], "20000");
+    let models = weir
+        .proxy()
+        .request(Method::GET, "localhost", "/v1/models")
+        .header("authorization", "Bearer weir-demo-key")
+        .send()
+        .await;
+    assert!(models.body.contains(r#""id":"assistant""#), "{}", models.body);
+}
