@@ -1,4 +1,5 @@
-//! Small builders for the objects tests need: a Service, an EndpointSlice, a Route.
+//! Small builders for the objects tests need: a Service, an EndpointSlice, a Route, an
+//! AIModel and a provider-key Secret.
 //!
 //! Tests read better with `fixtures::route("default", "echo", &["echo.local"], "/api", port)`
 //! than with pages of YAML; each builder makes the smallest valid object.
@@ -7,7 +8,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
     api::{
-        core::v1::{Service, ServicePort, ServiceSpec},
+        core::v1::{Secret, Service, ServicePort, ServiceSpec},
         discovery::v1::{Endpoint, EndpointPort, EndpointSlice},
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -16,7 +17,7 @@ use weir_crds::{
     Backend, PathMatch, PathMatchType, Route, RouteMatch, RouteRule, RouteSpec, ServiceRef,
 };
 
-use crate::kinds::{Object, SERVICE_NAME_LABEL};
+use crate::kinds::{AI_CREDENTIALS_LABEL, Object, SERVICE_NAME_LABEL};
 
 fn meta(namespace: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -108,4 +109,56 @@ pub fn route(
     );
     route.metadata.namespace = Some(namespace.into());
     Object::Route(Arc::new(route))
+}
+
+/// An AIModel with one OpenAI provider, `primary`, at a loopback URL, whose API key is `apiKey`
+/// of Secret `secret`.
+pub fn ai_model(namespace: &str, name: &str, secret: &str) -> Object {
+    let mut model = weir_crds::AIModel::new(
+        name,
+        weir_crds::AIModelSpec {
+            names: Vec::new(),
+            hosts: Vec::new(),
+            access: None,
+            providers: vec![weir_crds::AIProvider {
+                name: "primary".into(),
+                kind: "OpenAI".into(),
+                model: "gpt-4o".into(),
+                endpoint: weir_crds::AIEndpoint {
+                    url: Some("http://127.0.0.1:9/v1".into()),
+                    service: None,
+                },
+                credentials: Some(weir_crds::AICredentials {
+                    secret_ref: weir_crds::AISecretKeyRef {
+                        name: secret.into(),
+                        key: "apiKey".into(),
+                    },
+                }),
+                priority: 0,
+                weight: 1,
+                default_max_tokens: None,
+            }],
+            timeouts: None,
+            fallback: None,
+            quotas: Vec::new(),
+            prompts: Vec::new(),
+        },
+    );
+    model.metadata.namespace = Some(namespace.into());
+    model.metadata.generation = Some(1);
+    Object::AIModel(Arc::new(model))
+}
+
+/// A provider-key Secret (labelled `weir.dev/ai-credentials: "true"`) holding `apiKey`.
+pub fn provider_key(namespace: &str, name: &str, api_key: &str) -> Object {
+    let mut metadata = meta(namespace, name);
+    metadata.labels = Some(BTreeMap::from([(
+        AI_CREDENTIALS_LABEL.into(),
+        "true".into(),
+    )]));
+    Object::ProviderKey(Arc::new(Secret {
+        metadata,
+        string_data: Some(BTreeMap::from([("apiKey".into(), api_key.into())])),
+        ..Default::default()
+    }))
 }

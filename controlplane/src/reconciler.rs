@@ -466,7 +466,9 @@ mod tests {
     use crate::{fixtures, kinds::Object};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use std::net::SocketAddr;
-    use weir_contract::{AcceptedReason, Backend, PathMatch, RuleBackend, ServiceBackend};
+    use weir_contract::{
+        AcceptedReason, Backend, PathMatch, ResolvedRefsReason, RuleBackend, ServiceBackend,
+    };
     use weir_crds::PathMatchType;
 
     /// The Service behind a rule's backend.
@@ -727,6 +729,38 @@ mod tests {
             endpoints_of(route).len()
         };
         assert_eq!((endpoints("echo"), endpoints("other")), (0, 2));
+    }
+
+    #[test]
+    fn a_provider_whose_credentials_secret_is_missing_is_out_of_rotation_and_named() {
+        let mut reconciler = reconciler_with(vec![fixtures::ai_model("ai", "chat", "openai-key")]);
+        let snapshot = reconciler.snapshot();
+        let report = &snapshot.ai_reports[0];
+        assert!(report.is_accepted(), "the model itself is valid");
+        let problem = report.providers[0].unresolved.as_ref().unwrap();
+        assert_eq!(problem.reason, ResolvedRefsReason::InvalidCredentialsRef);
+        assert!(
+            problem
+                .message
+                .starts_with("Secret ai/openai-key not found"),
+            "{}",
+            problem.message
+        );
+        assert!(
+            snapshot.ai.models[0].providers[0].unresolved.is_some(),
+            "the data plane never tries it"
+        );
+
+        reconciler.handle(SourceEvent::Apply {
+            object: fixtures::provider_key("ai", "openai-key", "sk-test"),
+            origin: Origin::Cluster,
+        });
+        let snapshot = reconciler.snapshot();
+        assert!(
+            snapshot.ai_reports[0].refs_resolved(),
+            "the Secret appearing resolves the provider: {:?}",
+            snapshot.ai_reports[0]
+        );
     }
 
     #[tokio::test]

@@ -92,7 +92,7 @@ pub fn log_changes(previous: Option<&Snapshot>, next: &Snapshot) {
             .filter_map(|p| {
                 p.unresolved
                     .as_ref()
-                    .map(|why| format!("{}: {why}", p.name))
+                    .map(|why| format!("{}: {}", p.name, why.message))
             })
             .collect();
         match &report.invalid {

@@ -210,13 +210,45 @@ impl Cluster {
 
     /// Installs the Route CRD from `crds/route.yaml` and waits until it is Established.
     pub fn install_route_crd(&self) {
-        self.apply_cluster_wide("crds/route.yaml");
+        self.install_crd("crds/route.yaml", "routes.weir.dev");
+    }
+
+    /// Installs the AIModel CRD from `crds/aimodel.yaml` and waits until it is Established.
+    pub fn install_aimodel_crd(&self) {
+        self.install_crd("crds/aimodel.yaml", "aimodels.weir.dev");
+    }
+
+    fn install_crd(&self, repo_path: &str, name: &str) {
+        self.apply_cluster_wide(repo_path);
         self.kubectl(&[
             "wait",
             "--for=condition=Established",
-            "crd/routes.weir.dev",
+            &format!("crd/{name}"),
             "--timeout=30s",
         ]);
+    }
+
+    /// Whether the identity [`Self::weir_identity`] made for `namespace` may do what `args`
+    /// ask (`kubectl auth can-i` words: `["patch", "aimodels", "--subresource=status"]`), in
+    /// that namespace.
+    pub fn weir_can(&self, namespace: &str, args: &[&str]) -> bool {
+        let output = Command::new(self.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["auth", "can-i", "-n", namespace])
+            .arg(format!("--as=system:serviceaccount:{namespace}:weir"))
+            .args(args)
+            .output()
+            .expect("running kubectl auth can-i");
+        // It answers `yes` (exit 0) or `no` (exit 1) on stdout; anything else is a broken question.
+        match String::from_utf8_lossy(&output.stdout).trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!(
+                "kubectl auth can-i {args:?}: {other:?}, {}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
     }
 
     /// Applies a cluster-wide manifest of the repo. Tests apply them concurrently, and two

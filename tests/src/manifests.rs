@@ -1,4 +1,5 @@
-//! Builders for the manifests a test writes: Services, EndpointSlices, Secrets and Routes.
+//! Builders for the manifests a test writes: Services, EndpointSlices, Secrets, Routes and
+//! AIModels.
 //!
 //! Each builder makes the smallest object that says what the test needs, as a JSON value in
 //! exactly the shape a user would write in YAML; [`to_yaml`] renders them. Every Service has
@@ -47,6 +48,56 @@ pub fn tls_secret(name: &str, chain_pem: &str, key_pem: &str) -> Value {
         "metadata": {"name": name},
         "type": "kubernetes.io/tls",
         "stringData": {"tls.crt": chain_pem, "tls.key": key_pem},
+    })
+}
+
+/// A client key of the AI gateway: a Secret labelled `weir.dev/ai-key: "true"` whose
+/// `data.key` is `key`.
+pub fn ai_client_key(name: &str, key: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"weir.dev/ai-key": "true"}},
+        "stringData": {"key": key},
+    })
+}
+
+/// A provider's API key: a Secret labelled `weir.dev/ai-credentials: "true"` whose `apiKey`
+/// is `api_key`.
+pub fn ai_provider_key(name: &str, api_key: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"weir.dev/ai-credentials": "true"}},
+        "stringData": {"apiKey": api_key},
+    })
+}
+
+/// An AIModel `name` served by one OpenAI-compatible provider, `primary`, at `base_url`
+/// (e.g. a mock's URL and `/v1`), asking it for model `upstream_model`, with its API key in
+/// `apiKey` of Secret `key_secret`. `extra` is merged into the spec (`{"fallback": …}`).
+pub fn ai_model(
+    name: &str,
+    base_url: &str,
+    upstream_model: &str,
+    key_secret: &str,
+    extra: Value,
+) -> Value {
+    let mut spec = json!({"providers": [{
+        "name": "primary",
+        "type": "OpenAI",
+        "model": upstream_model,
+        "endpoint": {"url": base_url},
+        "credentials": {"secretRef": {"name": key_secret, "key": "apiKey"}},
+    }]});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "AIModel",
+        "metadata": {"name": name},
+        "spec": spec,
     })
 }
 

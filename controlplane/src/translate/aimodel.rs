@@ -15,8 +15,8 @@ use k8s_openapi::{
 };
 use weir_contract::{
     Access, AiAddress, AiApi, AiEndpoint, AiModel, AiProvider, AiQuota, AiTimeouts, ClientKey,
-    Credential, Eject, Fallback, LabelSelector, NamespacedName, QuotaLimit, SecretBytes,
-    SelectorRequirement, UpstreamTls,
+    Credential, Eject, Fallback, LabelSelector, NamespacedName, QuotaLimit, RefProblem,
+    ResolvedRefsReason, SecretBytes, SelectorRequirement, Unresolved, UpstreamTls,
 };
 use weir_crds::{AIModelSpec, AIProvider, validate_aimodel, validate_aimodel::parse_duration};
 
@@ -161,18 +161,30 @@ fn translate_provider(
         (Some(url), _) => url_endpoint(url),
         (None, Some(service)) => {
             let service_id = NamespacedName::new(id.namespace.clone(), service.name.clone());
+            let problem = |reason, message: String| RefProblem { reason, message };
             let endpoints = match lookup
                 .service_port(&service_id, &IntOrString::Int(i32::from(service.port)))
             {
                 Ok((_, endpoints)) if endpoints.is_empty() => {
-                    unresolved = Some(format!("Service {service_id} has no ready endpoints"));
+                    unresolved = Some(problem(
+                        ResolvedRefsReason::NoReadyEndpoints,
+                        format!("Service {service_id} has no ready endpoints"),
+                    ));
                     endpoints
                 }
                 Ok((_, endpoints)) => endpoints,
-                Err(why) => {
-                    unresolved = Some(format!(
-                        "Service {service_id} port {}: {why:?}",
-                        service.port
+                Err(Unresolved::PortNotFound) => {
+                    unresolved = Some(problem(
+                        ResolvedRefsReason::PortNotFound,
+                        format!("Service {service_id} has no port {}", service.port),
+                    ));
+                    Vec::new()
+                }
+                // The only other way a Service port fails to resolve.
+                Err(_) => {
+                    unresolved = Some(problem(
+                        ResolvedRefsReason::BackendNotFound,
+                        format!("Service {service_id} not found"),
                     ));
                     Vec::new()
                 }
@@ -200,7 +212,10 @@ fn translate_provider(
                 value: SecretBytes::new(value),
             }),
             Err(why) => {
-                unresolved.get_or_insert(why);
+                unresolved.get_or_insert(RefProblem {
+                    reason: ResolvedRefsReason::InvalidCredentialsRef,
+                    message: why,
+                });
                 None
             }
         }

@@ -8,7 +8,9 @@ pub mod route;
 
 use std::sync::Arc;
 
-use weir_contract::{AcceptedReason, ResolvedRefsReason, Route, TlsCertificate};
+use weir_contract::{AcceptedReason, Route, TlsCertificate};
+
+pub use weir_contract::RefProblem;
 
 /// Why an object's spec could not be translated, as its `Accepted` condition says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +28,4 @@ pub struct Translated {
     pub certificates: Vec<Arc<TlsCertificate>>,
     /// In field order; the first gives the `ResolvedRefs` reason.
     pub problems: Vec<RefProblem>,
-}
-
-/// A reference that did not resolve, and what it means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefProblem {
-    pub reason: ResolvedRefsReason,
-    /// Names the field: `spec.rules[0].backends[1]: Service web/api not found`.
-    pub message: String,
 }

@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use crate::{
     backend::{Endpoint, UpstreamTls},
     ids::NamespacedName,
+    report::RefProblem,
     secret::Credential,
 };
 
@@ -141,7 +142,7 @@ pub struct AiProvider {
     /// Sent to an Anthropic provider when the client gave no `max_tokens`.
     pub default_max_tokens: u64,
     /// Why the provider cannot be used, when it cannot (it is then never tried).
-    pub unresolved: Option<String>,
+    pub unresolved: Option<RefProblem>,
 }
 
 /// Where a provider is.

@@ -13,9 +13,13 @@
 //!   prefixes normalised, every rule has at least one match;
 //! - a Route that did not change between two snapshots is the same `Arc` in both, so the data
 //!   plane can reuse what it built from it.
+//!
+//! One value goes the other way: [`EjectedProviders`], the AI providers the data plane is
+//! skipping after consecutive failures, which only it can know and the AIModel's status shows.
 
 mod ai;
 mod backend;
+mod ejections;
 mod ids;
 mod listener;
 mod policy;
@@ -31,6 +35,7 @@ pub use ai::{
 pub use backend::{
     Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved, UpstreamTls,
 };
+pub use ejections::EjectedProviders;
 pub use ids::{NamespacedName, RouteId, RouteKind};
 pub use listener::{Listener, ListenerProtocol};
 pub use policy::{
@@ -39,8 +44,8 @@ pub use policy::{
     RetryPolicy, RulePolicy, Timeouts, UrlRewrite,
 };
 pub use report::{
-    AcceptedReason, AiModelReport, Origin, ProviderReport, ResolvedRefsReason, RouteReport,
-    SourceProblem,
+    AcceptedReason, AiModelReport, Origin, ProviderReport, RefProblem, ResolvedRefsReason,
+    RouteReport, SourceProblem,
 };
 pub use route::{HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, Rule, ValueMatch};
 pub use secret::{Credential, SecretBytes, TlsCertificate};

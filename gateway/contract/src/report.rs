@@ -58,6 +58,9 @@ pub enum ResolvedRefsReason {
     NoReadyEndpoints,
     /// A certificate or CA Secret is missing or unusable; the message says which and why.
     InvalidCertificateRef,
+    /// An AI provider's credentials Secret is missing, not labelled as provider credentials,
+    /// or its key is missing or unusable; the message says which and why.
+    InvalidCredentialsRef,
 }
 
 impl ResolvedRefsReason {
@@ -69,6 +72,7 @@ impl ResolvedRefsReason {
             Self::PortNotFound => "PortNotFound",
             Self::NoReadyEndpoints => "NoReadyEndpoints",
             Self::InvalidCertificateRef => "InvalidCertificateRef",
+            Self::InvalidCredentialsRef => "InvalidCredentialsRef",
         }
     }
 }
@@ -98,7 +102,15 @@ impl RouteReport {
     }
 }
 
-/// A problem a source found that no object carries (a file that does not parse, say).
+/// A reference that did not resolve, and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefProblem {
+    pub reason: ResolvedRefsReason,
+    /// Names what did not resolve and why: `spec.rules[0].backends[1]: Service web/api not
+    /// found`, `Secret ai/openai not found (…)`.
+    pub message: String,
+}
+
 /// The verdict on one AIModel: conditions `Accepted` and `ResolvedRefs`, and each provider's
 /// state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +122,8 @@ pub struct AiModelReport {
     pub invalid: Option<String>,
     /// Whether the served version is the last valid one (the current is invalid).
     pub serving_last_valid: bool,
-    /// Providers whose endpoint or credentials did not resolve, with why.
+    /// The providers of the served version, in the order they are tried; empty when nothing
+    /// is served.
     pub providers: Vec<ProviderReport>,
 }
 
@@ -119,7 +132,7 @@ pub struct AiModelReport {
 pub struct ProviderReport {
     pub name: String,
     /// Why it cannot be used; `None` when it is ready.
-    pub unresolved: Option<String>,
+    pub unresolved: Option<RefProblem>,
 }
 
 impl AiModelReport {
@@ -132,6 +145,7 @@ impl AiModelReport {
     }
 }
 
+/// A problem a source found that no object carries (a file that does not parse, say).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceProblem {
     /// Where: a file and document index, or an object.

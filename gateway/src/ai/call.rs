@@ -204,9 +204,17 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
             Err(failure) => {
                 let falls_back = failure.falls_back(fallback);
                 if !matches!(failure, Failure::Final(_))
-                    && compiled.health.failed(fallback.eject.as_ref())
+                    && let Some(ejected_for) = compiled.health.failed(fallback.eject.as_ref())
                 {
-                    tracing::warn!(model = %model_label, provider = %provider.name, "AI provider ejected after consecutive failures");
+                    tracing::warn!(
+                        model = %model_label,
+                        provider = %provider.name,
+                        ejected_for = %humantime::format_duration(ejected_for),
+                        "AI provider ejected after consecutive failures"
+                    );
+                    ctx.index
+                        .ejections
+                        .started(&model.model.id, &provider.name, ejected_for);
                 }
                 ctx.index.metrics.fallback(
                     &model_label,

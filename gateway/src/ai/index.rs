@@ -4,7 +4,8 @@
 //! Built once per snapshot from [`AiConfig`] (and reused while the snapshot's `AiConfig` is
 //! the same `Arc`), read by every AI request without a lock. Provider health (consecutive
 //! failures, ejection) lives in [`ProviderHealth`], kept across tables by model and provider
-//! name, so a table swap neither forgets nor resets an ejection.
+//! name, so a table swap neither forgets nor resets an ejection; an ejection is also told to
+//! [`Ejections`], for the AIModel's status.
 
 use std::{
     collections::HashMap,
@@ -12,15 +13,17 @@ use std::{
         Arc,
         atomic::{AtomicU32, AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use http::HeaderValue;
+use tokio::sync::watch;
 use weir_contract::{
-    Access, AiAddress, AiApi, AiConfig, AiModel, AiProvider, ClientKey, Eject, NamespacedName,
-    Protocol,
+    Access, AiAddress, AiApi, AiConfig, AiModel, AiProvider, ClientKey, Eject, EjectedProviders,
+    NamespacedName, Protocol,
 };
 
+use super::Ejections;
 use crate::{
     state::StateMap,
     upstream::{Target, TargetAddress, TlsConnectorConfig},
@@ -37,6 +40,8 @@ pub struct AiIndex {
     any_host: Vec<usize>,
     keys: HashMap<[u8; 32], Arc<ClientKey>>,
     pub metrics: super::AiMetrics,
+    /// Told when a request's failure ejects a provider.
+    pub ejections: Ejections,
 }
 
 /// One model with its providers ready to be called.
@@ -88,17 +93,18 @@ impl ProviderHealth {
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
-    /// Counts a failure; returns whether it ejected the provider.
-    pub fn failed(&self, eject: Option<&Eject>) -> bool {
+    /// Counts a failure; returns how long the provider is now skipped, if this failure
+    /// ejected it.
+    pub fn failed(&self, eject: Option<&Eject>) -> Option<Duration> {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         match eject {
             Some(eject) if failures >= eject.consecutive_failures => {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 let until = self.now_ms() + eject.duration.as_millis() as u64;
                 self.ejected_until_ms.store(until, Ordering::Relaxed);
-                true
+                Some(eject.duration)
             }
-            _ => false,
+            _ => None,
         }
     }
 }
@@ -107,6 +113,15 @@ impl ProviderHealth {
 #[derive(Default)]
 pub struct AiState {
     health: StateMap<(NamespacedName, String), ProviderHealth>,
+    /// Where ejections are told, for every table's index.
+    ejections: Ejections,
+}
+
+impl AiState {
+    /// The providers ejected after consecutive failures, now and as they change.
+    pub fn ejected_providers(&self) -> watch::Receiver<EjectedProviders> {
+        self.ejections.subscribe()
+    }
 }
 
 /// What a table compiler lends the AI index to build provider targets.
@@ -172,6 +187,7 @@ impl AiIndex {
             any_host,
             keys,
             metrics,
+            ejections: state.ejections.clone(),
         }
     }
 
@@ -344,4 +360,44 @@ fn auth_header(provider: &AiProvider) -> Option<(http::HeaderName, HeaderValue)>
     let mut value = HeaderValue::from_bytes(&value).ok()?;
     value.set_sensitive(true);
     Some((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_is_ejected_on_the_configured_failure_in_a_row_and_says_for_how_long() {
+        let health = ProviderHealth::new();
+        let eject = Eject {
+            consecutive_failures: 2,
+            duration: Duration::from_secs(30),
+        };
+        assert_eq!(health.failed(Some(&eject)), None);
+        assert!(!health.is_ejected());
+        assert_eq!(health.failed(Some(&eject)), Some(Duration::from_secs(30)));
+        assert!(health.is_ejected());
+    }
+
+    #[test]
+    fn a_success_starts_the_count_again() {
+        let health = ProviderHealth::new();
+        let eject = Eject {
+            consecutive_failures: 2,
+            duration: Duration::from_secs(30),
+        };
+        assert_eq!(health.failed(Some(&eject)), None);
+        health.succeeded();
+        assert_eq!(health.failed(Some(&eject)), None);
+        assert!(!health.is_ejected());
+    }
+
+    #[test]
+    fn without_eject_failures_never_eject() {
+        let health = ProviderHealth::new();
+        for _ in 0..10 {
+            assert_eq!(health.failed(None), None);
+        }
+        assert!(!health.is_ejected());
+    }
 }

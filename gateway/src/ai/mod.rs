@@ -23,6 +23,7 @@
 //! arrival, credentials are sensitive header values built once per table.
 
 mod call;
+mod ejections;
 pub mod index;
 pub mod metrics;
 pub mod quota;
@@ -40,6 +41,7 @@ use weir_ai_wire::{
     errors::{ApiError, ErrorKind},
 };
 
+pub use ejections::Ejections;
 pub use index::{AiIndex, AiState, TlsConnectors};
 pub use metrics::AiMetrics;
 pub use quota::Quotas;

@@ -18,8 +18,10 @@ mod target;
 use std::{collections::HashMap, sync::Arc};
 
 use http::{HeaderMap, Method};
+use tokio::sync::watch;
 use weir_contract::{
-    OutlierDetection, Protocol, RateLimit, RetryBudget, Route, RouteId, Snapshot, UpstreamTls,
+    EjectedProviders, OutlierDetection, Protocol, RateLimit, RetryBudget, Route, RouteId, Snapshot,
+    UpstreamTls,
 };
 
 use crate::{
@@ -90,6 +92,11 @@ impl TableCompiler {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The AI providers ejected after consecutive failures, now and as they change.
+    pub fn ejected_providers(&self) -> watch::Receiver<EjectedProviders> {
+        self.ai_state.ejected_providers()
     }
 
     /// A table with no routes, served until the first snapshot arrives.

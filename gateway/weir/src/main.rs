@@ -1,10 +1,12 @@
 //! `weir`: the gateway binary. Wires a configuration source to the reconciler, the reconciler
 //! to the data plane's table compiler and (in a cluster) to the status writer, and the table to
-//! the proxy and admin listeners. It owns the metrics registry every component registers in.
+//! the proxy and admin listeners. In a cluster it also hands the data plane's ejected AI
+//! providers to the status writer, the one thing the data plane tells the control plane. It
+//! owns the metrics registry every component registers in.
 //!
 //! ```text
 //! files | kubernetes --SourceEvent--> reconciler --Snapshot--> apply_snapshots --> ArcSwap<RoutingTable> --> proxy threads
-//!                                                          \--> status writer (cluster)
+//!                                                          \--> status writer (cluster) <--EjectedProviders-- table compiler
 //! ```
 
 use std::{
@@ -206,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let reconciler_metrics = ReconcilerMetrics::default();
     reconciler_metrics.register(&mut registry);
 
+    let compiler = TableCompiler::new(metrics);
     let (events, events_rx) = mpsc::channel(1024);
     let (snapshots, snapshots_rx) = watch::channel(None);
     let (source, source_name) = match &cli.config {
@@ -226,11 +229,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::spawn(kubernetes::run(factory, scope, events));
             let status_queue = status::queue();
             status_queue.metrics().register(&mut registry);
-            tokio::spawn(status::run(client, snapshots_rx.clone(), status_queue));
+            tokio::spawn(status::run(
+                client,
+                snapshots_rx.clone(),
+                compiler.ejected_providers(),
+                status_queue,
+            ));
             ("kubernetes".to_owned(), kubernetes::SOURCE_NAME)
         }
     };
-    let compiler = TableCompiler::new(metrics);
     let table = Arc::new(ArcSwap::from_pointee(compiler.empty()));
     let mut reconciler = Reconciler::default();
     if let Some(secret) = cli.default_certificate.clone() {

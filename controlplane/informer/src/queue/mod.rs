@@ -2,9 +2,10 @@
 //! counterpart of client-go's rate-limited workqueue.
 //!
 //! Informers do not feed it themselves: a consumer decides which events become keys. In Weir
-//! its user is the status writer (`weir_controlplane::status`), which queues a Route whenever
-//! the reconciler's verdict on it changes and writes its status from a worker, so a Route is
-//! never written by two workers at once and a failed write is retried with backoff.
+//! its user is the status writer (`weir_controlplane::status`), which queues a Route or an
+//! AIModel whenever the reconciler's verdict on it changes and writes its status from a worker,
+//! so an object is never written by two workers at once and a failed write is retried with
+//! backoff.
 //!
 //! It owns the life of a key between "something changed" and "a worker has dealt with it":
 //! waiting, delayed (by [`WorkQueue::add_after`] or a retry's backoff), processing, and how often

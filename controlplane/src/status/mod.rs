@@ -1,0 +1,446 @@
+//! The status writer: puts the reconciler's verdicts on the objects they are about, and the
+//! data plane's ejections on the AIModels they concern.
+//!
+//! Each Route and AIModel from the cluster gets two conditions, in the shape Gateway API users
+//! know: `Accepted` (is the spec valid and served) and `ResolvedRefs` (did every reference
+//! resolve), both with `observedGeneration`; `lastTransitionTime` moves only when a condition's
+//! status flips. What else each kind's status holds is its own module's ([`route`],
+//! [`aimodel`]); this one owns when and how a status is written.
+//!
+//! Writes go through one work queue keyed by kind and name: only objects whose verdict changed
+//! (or, for an AIModel, whose ejected providers did) are written, an object is never written by
+//! two workers at once, and a failed write is retried with per-object backoff. An ejection ends
+//! by time alone, so a model showing one is queued again for the moment it ends. Status is
+//! written with server-side apply, so Weir owns its fields and nothing else.
+
+mod aimodel;
+mod route;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt::Debug,
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::{
+    Api, Client, Resource,
+    api::{Patch, PatchParams},
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use weir_contract::{
+    AiModelReport, EjectedProviders, NamespacedName, Origin, RouteReport, Snapshot,
+};
+use weir_informer::queue::{QueueConfig, WorkQueue};
+
+use crate::kinds::{Kind, ObjectKey};
+
+/// The field manager Weir's status writes are recorded under.
+pub const FIELD_MANAGER: &str = "weir";
+/// Status writes in flight at once.
+const CONCURRENT_WRITES: usize = 4;
+
+/// The queue status writes go through, keyed by kind and name; its metrics are
+/// `workqueue_status_*`.
+pub fn queue() -> Arc<WorkQueue<ObjectKey>> {
+    WorkQueue::new("status", QueueConfig::default())
+}
+
+/// What an object's status is made from.
+#[derive(Clone, Debug, PartialEq)]
+enum Verdict {
+    Route(Arc<RouteReport>),
+    AiModel(Arc<AiModelReport>),
+}
+
+/// Everything the writer knows, behind one lock that no `.await` holds.
+#[derive(Default)]
+struct StatusState {
+    /// The verdict to write, by object.
+    desired: HashMap<ObjectKey, Verdict>,
+    /// The providers the data plane skips, as it last said.
+    ejected: EjectedProviders,
+    /// Each object's conditions as last written.
+    written: HashMap<ObjectKey, WrittenConditions>,
+}
+
+impl StatusState {
+    /// Takes a snapshot's verdicts; returns the objects whose status must be written again.
+    fn take_verdicts(&mut self, snapshot: &Snapshot) -> Vec<ObjectKey> {
+        // Only objects from the cluster have a status to write; files have none.
+        let routes = snapshot
+            .reports
+            .iter()
+            .filter(|report| report.origin == Origin::Cluster)
+            .map(|report| {
+                let key = ObjectKey::new(Kind::Route, report.id.clone());
+                (key, Verdict::Route(report.clone()))
+            });
+        let models = snapshot
+            .ai_reports
+            .iter()
+            .filter(|report| report.origin == Origin::Cluster)
+            .map(|report| {
+                let key = ObjectKey::new(Kind::AIModel, report.id.clone());
+                (key, Verdict::AiModel(report.clone()))
+            });
+        let mut stale = Vec::new();
+        let mut present = BTreeSet::new();
+        for (key, verdict) in routes.chain(models) {
+            present.insert(key.clone());
+            // An unchanged object keeps its report's `Arc` from one snapshot to the next, and
+            // `Arc`'s equality tries the pointer first.
+            if self.desired.get(&key) != Some(&verdict) {
+                self.desired.insert(key.clone(), verdict);
+                stale.push(key);
+            }
+        }
+        self.desired.retain(|key, _| present.contains(key));
+        let desired = &self.desired;
+        self.written.retain(|key, _| desired.contains_key(key));
+        stale
+    }
+
+    /// Takes the data plane's ejected providers; returns the models whose status must be
+    /// written again.
+    fn take_ejections(&mut self, ejected: EjectedProviders) -> Vec<ObjectKey> {
+        let models: BTreeSet<&NamespacedName> =
+            self.ejected.models().chain(ejected.models()).collect();
+        let stale = models
+            .into_iter()
+            .filter(|model| !self.ejected.of_model(model).eq(ejected.of_model(model)))
+            .map(|model| ObjectKey::new(Kind::AIModel, model.clone()))
+            .filter(|key| self.desired.contains_key(key))
+            .collect();
+        self.ejected = ejected;
+        stale
+    }
+
+    /// The status to apply for `key` now, if it still has one.
+    fn status_of(&self, key: &ObjectKey, now: SystemTime) -> Option<(Verdict, Status)> {
+        let verdict = self.desired.get(key)?.clone();
+        let previous = self.written.get(key);
+        let status = match &verdict {
+            Verdict::Route(report) => route::status(report, previous, now),
+            Verdict::AiModel(report) => aimodel::status(report, &self.ejected, previous, now),
+        };
+        Some((verdict, status))
+    }
+}
+
+/// A status to apply, and what to remember once it is written.
+#[derive(Debug)]
+struct Status {
+    /// The `status` stanza.
+    body: Value,
+    conditions: WrittenConditions,
+    /// When the status changes by time alone (an ejection ends), if it will.
+    changes_at: Option<SystemTime>,
+}
+
+/// Writes the status of every object of every snapshot, and the data plane's ejections on
+/// their AIModels, until `snapshots` closes.
+pub async fn run(
+    client: Client,
+    mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut ejections: watch::Receiver<EjectedProviders>,
+    queue: Arc<WorkQueue<ObjectKey>>,
+) {
+    let state = Arc::new(Mutex::new(StatusState::default()));
+    let workers = tokio::spawn(queue.clone().run(CONCURRENT_WRITES, {
+        let (state, queue) = (state.clone(), queue.clone());
+        move |key: ObjectKey| write_status(client.clone(), state.clone(), queue.clone(), key)
+    }));
+
+    // A data plane that goes away leaves its last word standing; statuses go on being written.
+    let mut ejections_open = true;
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        let ejected = ejections.borrow_and_update().clone();
+        let stale = {
+            let mut state = lock(&state);
+            let mut stale = snapshot
+                .map(|snapshot| state.take_verdicts(&snapshot))
+                .unwrap_or_default();
+            stale.extend(state.take_ejections(ejected));
+            stale
+        };
+        for key in stale {
+            queue.add(key);
+        }
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { break },
+            changed = ejections.changed(), if ejections_open => ejections_open = changed.is_ok(),
+        }
+    }
+    queue.shut_down();
+    let _ = workers.await;
+}
+
+/// Writes one object's status; an object that is gone needs none.
+async fn write_status(
+    client: Client,
+    state: Arc<Mutex<StatusState>>,
+    queue: Arc<WorkQueue<ObjectKey>>,
+    key: ObjectKey,
+) -> Result<(), kube::Error> {
+    let now = SystemTime::now();
+    let Some((verdict, status)) = lock(&state).status_of(&key, now) else {
+        return Ok(());
+    };
+    let applied = match &verdict {
+        Verdict::Route(_) => apply_status::<weir_crds::Route>(client, &key.id, status.body).await,
+        Verdict::AiModel(_) => {
+            apply_status::<weir_crds::AIModel>(client, &key.id, status.body).await
+        }
+    }?;
+    if !applied {
+        return Ok(());
+    }
+    tracing::debug!(object = %key, "status written");
+    lock(&state).written.insert(key.clone(), status.conditions);
+    if let Some(at) = status.changes_at {
+        queue.add_after(key, at.duration_since(now).unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Applies `status` to object `id` of kind `K`; `false` when the object is gone.
+async fn apply_status<K>(client: Client, id: &NamespacedName, status: Value) -> kube::Result<bool>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client, &id.namespace);
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&id.name, &params, &Patch::Apply(patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+fn lock(state: &Mutex<StatusState>) -> MutexGuard<'_, StatusState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An object's conditions as last written: each one's status and since when it has had it.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct WrittenConditions {
+    by_type: Vec<(&'static str, &'static str, String)>,
+}
+
+impl WrittenConditions {
+    /// When condition `type_` took status `status`, if that is the status last written.
+    fn since(&self, type_: &str, status: &str) -> Option<&str> {
+        self.by_type
+            .iter()
+            .find(|(t, s, _)| *t == type_ && *s == status)
+            .map(|(.., since)| since.as_str())
+    }
+}
+
+/// Builds an object's conditions, each keeping its `lastTransitionTime` while its status is
+/// the one last written.
+struct Conditions<'a> {
+    generation: Option<i64>,
+    previous: Option<&'a WrittenConditions>,
+    now: String,
+    list: Vec<Value>,
+    written: WrittenConditions,
+}
+
+/// A condition's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConditionStatus {
+    True,
+    False,
+    /// Not known: the condition could not be judged (an AIModel with no valid version has no
+    /// providers whose references could be resolved).
+    Unknown,
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(ok: bool) -> Self {
+        if ok { Self::True } else { Self::False }
+    }
+}
+
+impl ConditionStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl<'a> Conditions<'a> {
+    fn new(
+        generation: Option<i64>,
+        previous: Option<&'a WrittenConditions>,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            generation,
+            previous,
+            now: rfc3339(now),
+            list: Vec::new(),
+            written: WrittenConditions::default(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        type_: &'static str,
+        status: impl Into<ConditionStatus>,
+        reason: &str,
+        message: &str,
+    ) {
+        let status = status.into().as_str();
+        let since = self
+            .previous
+            .and_then(|previous| previous.since(type_, status))
+            .unwrap_or(&self.now)
+            .to_owned();
+        self.list.push(json!({
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": self.generation,
+            "lastTransitionTime": since,
+        }));
+        self.written.by_type.push((type_, status, since));
+    }
+
+    /// The `conditions` list, and what to remember of it.
+    fn finish(self) -> (Value, WrittenConditions) {
+        (Value::Array(self.list), self.written)
+    }
+}
+
+/// A time as Kubernetes writes it (RFC 3339, whole seconds, UTC).
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use weir_contract::{AcceptedReason, ProviderReport, ResolvedRefsReason};
+
+    use super::*;
+
+    fn route_report(name: &str, origin: Origin) -> Arc<RouteReport> {
+        Arc::new(RouteReport {
+            id: NamespacedName::new("default", name),
+            origin,
+            generation: Some(1),
+            accepted: AcceptedReason::Accepted,
+            resolved_refs: ResolvedRefsReason::ResolvedRefs,
+            message: String::new(),
+        })
+    }
+
+    fn model_report(name: &str) -> Arc<AiModelReport> {
+        Arc::new(AiModelReport {
+            id: NamespacedName::new("ai", name),
+            origin: Origin::Cluster,
+            generation: Some(1),
+            invalid: None,
+            serving_last_valid: false,
+            providers: vec![ProviderReport {
+                name: "primary".into(),
+                unresolved: None,
+            }],
+        })
+    }
+
+    fn snapshot(reports: Vec<Arc<RouteReport>>, models: Vec<Arc<AiModelReport>>) -> Snapshot {
+        Snapshot {
+            reports,
+            ai_reports: models,
+            ..Snapshot::default()
+        }
+    }
+
+    fn model_key(name: &str) -> ObjectKey {
+        ObjectKey::new(Kind::AIModel, NamespacedName::new("ai", name))
+    }
+
+    #[test]
+    fn only_cluster_objects_whose_verdict_changed_are_queued() {
+        let mut state = StatusState::default();
+        let echo = route_report("echo", Origin::Cluster);
+        let from_file = route_report("local", Origin::File("routes.yaml, document 1".into()));
+        let chat = model_report("chat");
+        let first =
+            state.take_verdicts(&snapshot(vec![echo.clone(), from_file], vec![chat.clone()]));
+        assert_eq!(
+            first,
+            [
+                ObjectKey::new(Kind::Route, NamespacedName::new("default", "echo")),
+                model_key("chat")
+            ]
+        );
+        let mut edited = (*chat).clone();
+        edited.generation = Some(2);
+        let second = state.take_verdicts(&snapshot(vec![echo], vec![Arc::new(edited)]));
+        assert_eq!(second, [model_key("chat")], "the Route did not change");
+    }
+
+    #[test]
+    fn an_ejection_queues_only_the_model_it_concerns_and_only_when_it_changes() {
+        let mut state = StatusState::default();
+        state.take_verdicts(&snapshot(
+            Vec::new(),
+            vec![model_report("chat"), model_report("embed")],
+        ));
+        let until = UNIX_EPOCH + Duration::from_secs(60);
+        let mut ejected = EjectedProviders::default();
+        ejected.eject(&NamespacedName::new("ai", "chat"), "primary", until);
+        assert_eq!(state.take_ejections(ejected.clone()), [model_key("chat")]);
+        assert!(state.take_ejections(ejected).is_empty(), "nothing changed");
+        assert_eq!(
+            state.take_ejections(EjectedProviders::default()),
+            [model_key("chat")],
+            "an ejection the data plane forgot is shown no more"
+        );
+    }
+
+    #[test]
+    fn an_ejection_of_a_model_not_from_the_cluster_queues_nothing() {
+        let mut state = StatusState::default();
+        let mut ejected = EjectedProviders::default();
+        ejected.eject(
+            &NamespacedName::new("ai", "from-a-file"),
+            "primary",
+            UNIX_EPOCH + Duration::from_secs(60),
+        );
+        assert!(state.take_ejections(ejected).is_empty());
+    }
+
+    #[test]
+    fn a_gone_object_has_no_status_to_write() {
+        let mut state = StatusState::default();
+        state.take_verdicts(&snapshot(Vec::new(), vec![model_report("chat")]));
+        state.take_verdicts(&snapshot(Vec::new(), Vec::new()));
+        assert!(state.status_of(&model_key("chat"), UNIX_EPOCH).is_none());
+    }
+}
