@@ -8,6 +8,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use crate::{
+    ai_prompt::AiPrompt,
     backend::{Endpoint, UpstreamTls},
     ids::NamespacedName,
     secret::Credential,
@@ -46,6 +47,8 @@ pub struct AiModel {
     pub providers: Vec<AiProvider>,
     pub timeouts: AiTimeouts,
     pub fallback: Fallback,
+    /// Prompt endpoints (`POST /prompts/<name>`), names unique within the model.
+    pub prompts: Vec<AiPrompt>,
 }
 
 /// Who may call a model.

@@ -15,6 +15,7 @@
 //!   plane can reuse what it built from it.
 
 mod ai;
+mod ai_prompt;
 mod backend;
 mod ids;
 mod listener;
@@ -27,6 +28,9 @@ mod snapshot;
 pub use ai::{
     Access, AiAddress, AiApi, AiConfig, AiEndpoint, AiModel, AiProvider, AiTimeouts, ClientKey,
     Eject, Fallback, LabelSelector, SelectorRequirement,
+};
+pub use ai_prompt::{
+    AiPrompt, PromptTemplate, PromptValue, PromptVariable, TemplatePart, ValueProblem, VariableKind,
 };
 pub use backend::{
     Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved, UpstreamTls,

@@ -1,5 +1,6 @@
 //! The AI gateway's compiled configuration: which model a request names on its host, which
-//! client key it carries, and how each provider is reached.
+//! prompt a `/prompts/` path names there, which client key it carries, and how each provider
+//! is reached.
 //!
 //! Built once per snapshot from [`AiConfig`] (and reused while the snapshot's `AiConfig` is
 //! the same `Arc`), read by every AI request without a lock. Provider health (consecutive
@@ -17,10 +18,11 @@ use std::{
 
 use http::HeaderValue;
 use weir_contract::{
-    Access, AiAddress, AiApi, AiConfig, AiModel, AiProvider, ClientKey, Eject, NamespacedName,
-    Protocol,
+    Access, AiAddress, AiApi, AiConfig, AiModel, AiPrompt, AiProvider, ClientKey, Eject,
+    NamespacedName, Protocol,
 };
 
+use super::prompts::CompiledPrompt;
 use crate::{
     state::StateMap,
     upstream::{Target, TargetAddress, TlsConnectorConfig},
@@ -43,6 +45,8 @@ pub struct AiIndex {
 pub struct CompiledModel {
     pub model: Arc<AiModel>,
     pub providers: Vec<CompiledProvider>,
+    /// One per `model.prompts`, in its order.
+    pub prompts: Vec<CompiledPrompt>,
 }
 
 /// One provider: its targets, its credential as a header, and its health.
@@ -154,9 +158,16 @@ impl AiIndex {
                     ),
                 })
                 .collect();
+            let prompts = model
+                .prompts
+                .iter()
+                .enumerate()
+                .map(|(index, prompt)| CompiledPrompt::compile(index, prompt))
+                .collect();
             models.push(CompiledModel {
                 model: model.clone(),
                 providers,
+                prompts,
             });
         }
         let keys = config
@@ -183,7 +194,7 @@ impl AiIndex {
     }
 
     /// The models served on `host`, most specific host first, then in `namespace/name` order.
-    pub fn models_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a CompiledModel> {
+    pub fn models_on<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a CompiledModel> {
         let exact = self.exact_hosts.get(host).into_iter().flatten();
         let wildcard = wildcard_suffixes(host)
             .filter_map(|suffix| self.wildcard_hosts.get(suffix))
@@ -198,6 +209,22 @@ impl AiIndex {
     pub fn find<'a>(&'a self, host: &'a str, name: &str) -> Option<&'a CompiledModel> {
         self.models_on(host)
             .find(|model| model.model.names.iter().any(|n| n == name))
+    }
+
+    /// The prompt named `name` on `host`, and the model declaring it: the first model, in
+    /// the order [`AiIndex::find`] looks, that declares it.
+    pub fn find_prompt<'a>(
+        &'a self,
+        host: &str,
+        name: &str,
+    ) -> Option<(&'a CompiledModel, &'a CompiledPrompt)> {
+        self.models_on(host).find_map(|model| {
+            model
+                .prompts
+                .iter()
+                .find(|prompt| model.prompt(prompt).name == name)
+                .map(|prompt| (model, prompt))
+        })
     }
 
     /// The client key whose SHA-256 is `digest`.
@@ -221,6 +248,10 @@ impl CompiledModel {
 
     pub fn provider(&self, compiled: &CompiledProvider) -> &AiProvider {
         &self.model.providers[compiled.index]
+    }
+
+    pub fn prompt(&self, compiled: &CompiledPrompt) -> &AiPrompt {
+        &self.model.prompts[compiled.index]
     }
 
     /// The order providers are tried in: by priority; within one priority, a weighted random
