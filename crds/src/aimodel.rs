@@ -57,7 +57,8 @@ pub struct AIModelSpec {
     pub names: Vec<String>,
     /// Host names this model is served on, as in a Route (`*.example.com` for any subdomain).
     /// Empty: every host. On these hosts Weir answers the AI paths (`/v1/chat/completions`,
-    /// `/v1/messages`, `/v1/models`, …) itself, before any Route.
+    /// `/v1/messages`, `/v1/models`, …) and the model's prompts (`/prompts/<name>`) itself,
+    /// before any Route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
     /// Which client keys may use the model. Absent: any client key of this namespace.
@@ -243,12 +244,19 @@ pub struct AILimit {
 }
 
 /// A prompt template served as its own endpoint.
+///
+/// A caller sends `{"variables": {...}, "stream": false}` and gets a chat completion of the
+/// model's first name, made of the system and user turns with the variables' values in place
+/// (a value is inserted as it is, never read as a template); the endpoint's OpenAPI
+/// description is at `GET /prompts/<name>/openapi.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AIPrompt {
-    /// Served at `POST /prompts/<name>`.
+    /// Served at `POST /prompts/<name>` on the model's hosts.
     pub name: String,
-    /// The system turn; `{{variable}}` is replaced by the variable's value.
+    /// The system turn; `{{variable}}` is replaced by the variable's value. Only variables
+    /// that are not free text (integer, number, boolean, or a string with an `enum`) may
+    /// appear here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     /// The user turn, with `{{variable}}` placeholders.
@@ -256,7 +264,8 @@ pub struct AIPrompt {
     /// The variables a caller passes, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, AIPromptVariable>,
-    /// Request fields sent with every call (`temperature`, `max_tokens`, …).
+    /// Request fields sent with every call (`temperature`, `max_tokens`, …); not `model`,
+    /// `messages`, `stream` or `stream_options`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub params: Option<serde_json::Map<String, serde_json::Value>>,
@@ -269,18 +278,24 @@ pub struct AIPromptVariable {
     /// `string`, `integer`, `number` or `boolean`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// A call without it is refused. Otherwise a missing variable takes its `default`, or
+    /// renders as nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub required: bool,
+    /// The value when the caller gives none; it must satisfy the variable's own constraints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_value")]
     pub default: Option<serde_json::Value>,
-    /// The allowed values of a string.
+    /// The allowed values of a string. A string without one is free text.
     #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "enum")]
     pub allowed: Vec<String>,
+    /// The most characters a string may have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u64>,
+    /// The least an integer or number may be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum: Option<f64>,
+    /// The most an integer or number may be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum: Option<f64>,
 }

@@ -14,6 +14,11 @@ use crate::{
 /// The provider types Weir speaks.
 pub const PROVIDER_TYPES: [&str; 2] = ["OpenAI", "Anthropic"];
 
+/// The chat-completions fields a prompt's call is made of, which its `params` cannot set:
+/// the model is the AIModel's, the messages are the rendered templates, and the caller
+/// chooses whether to stream.
+pub const PROMPT_RESERVED_PARAMS: [&str; 4] = ["model", "messages", "stream", "stream_options"];
+
 /// The fallback conditions that are not statuses.
 const FALLBACK_CONDITIONS: [&str; 4] = ["connect-error", "timeout", "closed", "5xx"];
 
@@ -303,6 +308,33 @@ fn check_prompt(prompt: &AIPrompt, at: &str, fail: &mut dyn FnMut(String, &str))
         {
             fail(format!("{field}.minimum"), "must not exceed maximum");
         }
+        // A constraint the type cannot have would silently not apply.
+        if variable.max_length.is_some() && variable.kind != "string" {
+            fail(
+                format!("{field}.maxLength"),
+                "only a string variable has a maxLength",
+            );
+        }
+        for (bound, value) in [("minimum", variable.minimum), ("maximum", variable.maximum)] {
+            if value.is_some() && !matches!(variable.kind.as_str(), "integer" | "number") {
+                fail(
+                    format!("{field}.{bound}"),
+                    &format!("only an integer or number variable has a {bound}"),
+                );
+            }
+        }
+    }
+    for reserved in PROMPT_RESERVED_PARAMS {
+        if prompt
+            .params
+            .as_ref()
+            .is_some_and(|params| params.contains_key(reserved))
+        {
+            fail(
+                format!("{at}.params.{reserved}"),
+                "is set by Weir for each call; a prompt's params cannot change it",
+            );
+        }
     }
     for (turn, text) in [
         ("system", prompt.system.as_deref()),
@@ -340,14 +372,56 @@ fn check_prompt(prompt: &AIPrompt, at: &str, fail: &mut dyn FnMut(String, &str))
 /// assert_eq!(names, ["x", "y"]);
 /// ```
 pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template_parts(template).filter_map(|part| match part {
+        TemplatePart::Placeholder(name) => Some(name),
+        TemplatePart::Text(_) => None,
+    })
+}
+
+/// A piece of a prompt template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplatePart<'a> {
+    /// Text sent as it is.
+    Text(&'a str),
+    /// A `{{name}}` placeholder, by the name inside it (spaces around it trimmed).
+    Placeholder(&'a str),
+}
+
+/// A template split into text and placeholders, in order: the one reading of the `{{name}}`
+/// syntax, which validation checks and the control plane hands the data plane already split,
+/// so a value is never read as a template. A `{{` with no `}}` after it is text.
+///
+/// ```
+/// use weir_crds::validate_aimodel::{TemplatePart::*, template_parts};
+/// let parts: Vec<_> = template_parts("Hi {{ who }}, {{x").collect();
+/// assert_eq!(parts, [Text("Hi "), Placeholder("who"), Text(", {{x")]);
+/// ```
+pub fn template_parts(template: &str) -> impl Iterator<Item = TemplatePart<'_>> {
     let mut rest = template;
+    let mut placeholder_next = None;
     std::iter::from_fn(move || {
-        let start = rest.find("{{")?;
-        let after = &rest[start + 2..];
-        let end = after.find("}}")?;
-        let name = after[..end].trim();
-        rest = &after[end + 2..];
-        Some(name)
+        if let Some(name) = placeholder_next.take() {
+            return Some(TemplatePart::Placeholder(name));
+        }
+        if rest.is_empty() {
+            return None;
+        }
+        let split = rest.find("{{").and_then(|start| {
+            let after = &rest[start + 2..];
+            after.find("}}").map(|end| (start, start + 2 + end))
+        });
+        let Some((start, end)) = split else {
+            return Some(TemplatePart::Text(std::mem::take(&mut rest)));
+        };
+        let text = &rest[..start];
+        let name = rest[start + 2..end].trim();
+        rest = &rest[end + 2..];
+        if text.is_empty() {
+            Some(TemplatePart::Placeholder(name))
+        } else {
+            placeholder_next = Some(name);
+            Some(TemplatePart::Text(text))
+        }
     })
 }
 
@@ -459,6 +533,109 @@ mod tests {
             "{errors}"
         );
         assert!(!errors.contains("audience"), "{errors}");
+    }
+
+    /// The prompt of the issue: `summarize`, free text in the user turn only.
+    fn summarize() -> serde_json::Value {
+        serde_json::json!({
+            "name": "summarize",
+            "system": "Summarise for {{audience}} in at most {{words}} words.",
+            "user": "{{text}}",
+            "variables": {
+                "text": {"type": "string", "required": true, "maxLength": 50000},
+                "audience": {"type": "string", "enum": ["engineers", "executives"], "default": "engineers"},
+                "words": {"type": "integer", "minimum": 10, "maximum": 500, "default": 100},
+            },
+            "params": {"temperature": 0.2, "max_tokens": 512},
+        })
+    }
+
+    fn with_prompt(edit: impl FnOnce(&mut serde_json::Value)) -> AIModelSpec {
+        let mut prompt = summarize();
+        edit(&mut prompt);
+        spec(serde_json::json!({"providers": [provider()], "prompts": [prompt]}))
+    }
+
+    #[test]
+    fn a_prompt_with_free_text_only_in_the_user_turn_is_accepted() {
+        assert_eq!(fields(&with_prompt(|_| {})), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_system_turn_using_free_text_is_refused_naming_the_field() {
+        let spec = with_prompt(|p| p["system"] = "Summarise {{text}} for {{audience}}.".into());
+        assert_eq!(fields(&spec), ["spec.prompts[0].system"]);
+        let message = validate_aimodel(&spec).unwrap_err().to_string();
+        assert!(message.contains("free-text variable {{text}}"), "{message}");
+    }
+
+    #[test]
+    fn a_string_with_an_enum_is_not_free_text() {
+        let spec = with_prompt(|p| p["user"] = "{{text}} ({{audience}})".into());
+        assert_eq!(fields(&spec), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_undeclared_variable_is_refused_naming_its_turn() {
+        let system = with_prompt(|p| p["system"] = "Be {{tone}}.".into());
+        assert_eq!(fields(&system), ["spec.prompts[0].system"]);
+        let user = with_prompt(|p| p["user"] = "{{text}} {{ missing }}".into());
+        assert_eq!(fields(&user), ["spec.prompts[0].user"]);
+        let message = validate_aimodel(&user).unwrap_err().to_string();
+        assert!(message.contains("{{missing}}"), "{message}");
+    }
+
+    #[test]
+    fn constraints_a_type_cannot_have_are_refused() {
+        let spec = with_prompt(|p| {
+            p["variables"]["words"]["maxLength"] = 3.into();
+            p["variables"]["text"]["maximum"] = 3.into();
+            p["variables"]["flag"] = serde_json::json!({"type": "boolean", "minimum": 1});
+        });
+        assert_eq!(
+            fields(&spec),
+            [
+                "spec.prompts[0].variables.flag.minimum",
+                "spec.prompts[0].variables.text.maximum",
+                "spec.prompts[0].variables.words.maxLength",
+            ]
+        );
+    }
+
+    #[test]
+    fn params_cannot_set_what_each_call_is_made_of() {
+        let spec = with_prompt(|p| {
+            p["params"]["model"] = "gpt-4o".into();
+            p["params"]["stream"] = true.into();
+        });
+        assert_eq!(
+            fields(&spec),
+            [
+                "spec.prompts[0].params.model",
+                "spec.prompts[0].params.stream"
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_split_into_text_and_placeholders_once() {
+        use TemplatePart::*;
+        let parts: Vec<_> = template_parts("{{a}}{{ b }} and {{c}}.").collect();
+        assert_eq!(
+            parts,
+            [
+                Placeholder("a"),
+                Placeholder("b"),
+                Text(" and "),
+                Placeholder("c"),
+                Text(".")
+            ]
+        );
+        assert_eq!(template_parts("").count(), 0);
+        assert_eq!(
+            template_parts("no }} {{ close").collect::<Vec<_>>(),
+            [Text("no }} {{ close")]
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weir_e2e::{ConfigDir, MockLlm, Weir, python::Script};
+use weir_e2e::{
+    ConfigDir, Echo, MockLlm, Weir, eventually_within,
+    manifests::{route, service_with_endpoints},
+    python::Script,
+};
 
 pub(crate) const CLIENT_KEY: &str = "weir-client-key-7f3a9c";
 pub(crate) const OTHER_CLIENT_KEY: &str = "weir-client-key-other-51d2";
@@ -57,6 +61,11 @@ pub(crate) fn ai_model(name: &str, providers: Vec<Value>, extra: Value) -> Value
 
 /// A gateway serving `models`, with the two client keys and the provider key.
 pub(crate) async fn gateway(models: Vec<Value>) -> (ConfigDir, Weir) {
+    gateway_with(models, &[]).await
+}
+
+/// [`gateway`] with other objects (Routes, Services) beside the models.
+async fn gateway_with(models: Vec<Value>, others: &[Value]) -> (ConfigDir, Weir) {
     let config = ConfigDir::new();
     config.write(
         "keys.yaml",
@@ -67,6 +76,9 @@ pub(crate) async fn gateway(models: Vec<Value>) -> (ConfigDir, Weir) {
         ],
     );
     config.write("models.yaml", &models);
+    if !others.is_empty() {
+        config.write("others.yaml", others);
+    }
     let weir = Weir::start(&config).await;
     (config, weir)
 }
@@ -74,7 +86,10 @@ pub(crate) async fn gateway(models: Vec<Value>) -> (ConfigDir, Weir) {
 /// Runs `ai_client.py` and returns its result line.
 pub(crate) async fn sdk(weir: &Weir, call: &str, key: &str, model: &str, extra: &[&str]) -> Value {
     let base = match call {
-        "anthropic" | "anthropic-count" => format!("http://{}", weir.proxy().address()),
+        // Anthropic's paths and prompt endpoints are at the root, not under /v1.
+        "anthropic" | "anthropic-count" | "openai-prompt" | "openai-prompt-openapi" => {
+            format!("http://{}", weir.proxy().address())
+        }
         _ => format!("http://{}/v1", weir.proxy().address()),
     };
     let mut args = vec![call, "--base", &base, "--key", key, "--model", model];
@@ -602,4 +617,474 @@ async fn keys_rotate_without_a_restart_and_never_show() {
         assert!(!metrics.contains(secret), "/metrics shows a key");
         assert_eq!(weir.log_lines_containing(secret), 0, "the log shows a key");
     }
+}
+
+/// The prompt of the issue: free text in the user turn, an enum and an integer in the system
+/// turn, both with defaults.
+fn summarize_prompt(name: &str) -> Value {
+    json!({
+        "name": name,
+        "system": "Summarise for {{audience}} in at most {{words}} words.",
+        "user": "{{text}}",
+        "variables": {
+            "text": {"type": "string", "required": true, "maxLength": 50000},
+            "audience": {"type": "string", "enum": ["engineers", "executives"], "default": "engineers"},
+            "words": {"type": "integer", "minimum": 10, "maximum": 500, "default": 100},
+        },
+        "params": {"temperature": 0.2, "max_tokens": 512},
+    })
+}
+
+/// Calls prompt `name` with `variables` through the OpenAI SDK.
+async fn call_prompt(
+    weir: &Weir,
+    key: &str,
+    name: &str,
+    variables: Value,
+    extra: &[&str],
+) -> Value {
+    let variables = variables.to_string();
+    let mut args = vec!["--prompt-name", name, "--variables", &variables];
+    args.extend_from_slice(extra);
+    sdk(weir, "openai-prompt", key, "", &args).await
+}
+
+/// What the chat messages a provider received say, as `role: content` lines.
+fn turns(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages: {body}"))
+        .iter()
+        .map(|m| {
+            format!(
+                "{}: {}",
+                m["role"].as_str().unwrap(),
+                m["content"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_prompt_answers_as_a_chat_completion_whole_and_streamed_with_its_turns_rendered() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![ai_model(
+        "chat",
+        vec![provider("primary", "OpenAI", &mock, "mock-upstream", 0)],
+        json!({"prompts": [summarize_prompt("summarize")]}),
+    )])
+    .await;
+    // Looks like placeholders; must reach the provider as written.
+    let text = "Read {{audience}} and {{ words }} as they are.";
+
+    let whole = call_prompt(&weir, CLIENT_KEY, "summarize", json!({"text": text}), &[]).await;
+    let whole = ok(&whole);
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["finish_reason"], "stop");
+    assert!(
+        whole["content"].as_str().unwrap().starts_with("tok1 tok2"),
+        "{whole:#}"
+    );
+    assert_eq!(whole["usage"]["completion_tokens"], 12);
+
+    let streamed = call_prompt(
+        &weir,
+        CLIENT_KEY,
+        "summarize",
+        json!({"text": text, "audience": "executives", "words": 250}),
+        &["--stream"],
+    )
+    .await;
+    let streamed = ok(&streamed);
+    assert_eq!(streamed["objects"], json!(["chat.completion.chunk"]));
+    assert_eq!(streamed["content"], whole["content"]);
+    assert_eq!(streamed["finish_reason"], "stop");
+
+    let requests = mock.requests().await;
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let first = &requests[0]["body"];
+    assert_eq!(requests[0]["path"], "/v1/chat/completions");
+    assert_eq!(
+        turns(first),
+        [
+            "system: Summarise for engineers in at most 100 words.",
+            &format!("user: {text}"),
+        ]
+    );
+    assert_eq!(first["model"], "mock-upstream");
+    assert_eq!(first["temperature"], 0.2);
+    assert_eq!(first["max_tokens"], 512);
+    assert_eq!(first.get("stream"), None);
+    let second = &requests[1]["body"];
+    assert_eq!(
+        turns(second)[0],
+        "system: Summarise for executives in at most 250 words."
+    );
+    assert_eq!(second["stream"], true);
+
+    // Counted as the model's requests, and as the prompt's.
+    let rendered = weir
+        .metric(r#"weir_ai_prompt_requests_total{model="ai/chat",prompt="summarize",outcome="rendered"}"#)
+        .await;
+    assert_eq!(rendered, 2.0);
+    let output = weir
+        .metric(r#"weir_ai_tokens_total{model="ai/chat",provider="primary",key="team-search",type="output"}"#)
+        .await;
+    assert_eq!(output, 24.0);
+}
+
+#[tokio::test]
+async fn a_prompt_of_a_model_served_by_anthropic_sends_its_system_turn_as_system() {
+    let mock = MockLlm::start("claude", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![ai_model(
+        "claude",
+        vec![provider("claude", "Anthropic", &mock, "mock", 0)],
+        json!({"prompts": [summarize_prompt("summarize")]}),
+    )])
+    .await;
+    let streamed = call_prompt(
+        &weir,
+        CLIENT_KEY,
+        "summarize",
+        json!({"text": "the report"}),
+        &["--stream"],
+    )
+    .await;
+    assert_eq!(ok(&streamed)["finish_reason"], "stop", "{streamed:#}");
+
+    let requests = mock.requests().await;
+    assert_eq!(requests[0]["path"], "/v1/messages");
+    let body = &requests[0]["body"];
+    assert!(
+        body["system"]
+            .to_string()
+            .contains("Summarise for engineers in at most 100 words."),
+        "{body:#}"
+    );
+    assert_eq!(body["messages"][0]["role"], "user");
+    assert!(
+        body["messages"][0].to_string().contains("the report"),
+        "{body:#}"
+    );
+    assert_eq!(body["max_tokens"], 512);
+}
+
+#[tokio::test]
+async fn a_bad_variable_gets_a_400_naming_it_and_never_reaches_the_provider() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![ai_model(
+        "chat",
+        vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+        json!({"prompts": [summarize_prompt("summarize")]}),
+    )])
+    .await;
+    let cases = [
+        (
+            json!({"audience": "engineers"}),
+            "variables.text",
+            "missing_required_parameter",
+        ),
+        (
+            json!({"text": "t", "words": "many"}),
+            "variables.words",
+            "invalid_type",
+        ),
+        (
+            json!({"text": "t", "words": 501}),
+            "variables.words",
+            "invalid_value",
+        ),
+        (
+            json!({"text": "t", "audience": "everyone"}),
+            "variables.audience",
+            "invalid_value",
+        ),
+        (
+            json!({"text": "x".repeat(50_001)}),
+            "variables.text",
+            "string_above_max_length",
+        ),
+        (
+            json!({"text": "t", "tone": "dry"}),
+            "variables.tone",
+            "unknown_parameter",
+        ),
+    ];
+    for (variables, param, code) in cases {
+        let result = call_prompt(&weir, CLIENT_KEY, "summarize", variables.clone(), &[]).await;
+        let error = err(&result);
+        assert_eq!(error["class"], "BadRequestError", "{variables}: {error:#}");
+        assert_eq!(error["param"], param, "{variables}: {error:#}");
+        assert_eq!(error["code"], code, "{variables}: {error:#}");
+        assert_eq!(error["body"]["type"], "invalid_request_error", "{error:#}");
+        let name = param.trim_start_matches("variables.");
+        assert!(
+            error["body"]["message"].as_str().unwrap().contains(name),
+            "{error:#}"
+        );
+    }
+    assert_eq!(mock.requests().await.len(), 0);
+    let invalid = weir
+        .metric(r#"weir_ai_prompt_requests_total{model="ai/chat",prompt="summarize",outcome="invalid"}"#)
+        .await;
+    assert_eq!(invalid, 6.0);
+}
+
+#[tokio::test]
+async fn a_prompts_openapi_document_describes_its_variables() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![ai_model(
+        "chat",
+        vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+        json!({"prompts": [summarize_prompt("summarize")]}),
+    )])
+    .await;
+    let result = sdk(
+        &weir,
+        "openai-prompt-openapi",
+        CLIENT_KEY,
+        "",
+        &["--prompt-name", "summarize"],
+    )
+    .await;
+    let document = ok(&result);
+    assert_eq!(document["openapi"], "3.1.0");
+    let operation = &document["paths"]["/prompts/summarize"]["post"];
+    assert!(operation.is_object(), "{document:#}");
+    let variables = &document["components"]["schemas"]["Variables"];
+    let names: Vec<&String> = variables["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(names, ["audience", "text", "words"]);
+    assert_eq!(variables["required"], json!(["text"]));
+    assert_eq!(
+        variables["properties"]["words"],
+        json!({"type": "integer", "minimum": 10, "maximum": 500, "default": 100})
+    );
+    assert_eq!(
+        variables["properties"]["audience"]["enum"],
+        json!(["engineers", "executives"])
+    );
+    assert_eq!(variables["properties"]["text"]["maxLength"], 50000);
+    // The operator's templates stay the operator's.
+    assert!(!document.to_string().contains("Summarise"));
+}
+
+#[tokio::test]
+async fn prompts_are_found_by_host_and_key_and_other_paths_fall_through_to_routes() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let site = Echo::start("site").await;
+    let mut others = service_with_endpoints("site", &[site.address()]);
+    others.push(route("site").prefix("/prompts").backend("site").into());
+    let (_config, weir) = gateway_with(
+        vec![
+            ai_model(
+                "chat",
+                vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+                json!({"prompts": [summarize_prompt("summarize")]}),
+            ),
+            ai_model(
+                "search-only",
+                vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+                json!({"access": {"keySelector": {"matchLabels": {"team": "search"}}},
+                    "prompts": [summarize_prompt("search-summary")]}),
+            ),
+        ],
+        &others,
+    )
+    .await;
+
+    // The key's own prompt works; another team's key is told it does not exist.
+    let allowed = call_prompt(
+        &weir,
+        CLIENT_KEY,
+        "search-summary",
+        json!({"text": "t"}),
+        &[],
+    )
+    .await;
+    assert_eq!(ok(&allowed)["finish_reason"], "stop");
+    let refused = call_prompt(
+        &weir,
+        OTHER_CLIENT_KEY,
+        "search-summary",
+        json!({"text": "t"}),
+        &[],
+    )
+    .await;
+    let refused = err(&refused);
+    assert_eq!(refused["class"], "NotFoundError", "{refused:#}");
+    assert_eq!(refused["code"], "prompt_not_found");
+    let unknown_key = call_prompt(&weir, "not-a-key", "summarize", json!({"text": "t"}), &[]).await;
+    assert_eq!(err(&unknown_key)["class"], "AuthenticationError");
+
+    // A prompt no model declares is not the AI gateway's: the Route on /prompts answers it
+    // (without a Route it is the routing table's 404).
+    let reply = weir.get("any", "/prompts/no-such-prompt").await;
+    assert_eq!(reply.answered_by(), "site");
+    let reply = weir.get("any", "/prompts/summarize/other").await;
+    assert_eq!(reply.answered_by(), "site");
+    // A declared prompt is the AI gateway's, whatever the Route says.
+    let reply = weir.get("any", "/prompts/summarize").await;
+    assert_eq!(reply.status, 405);
+    let body: Value = serde_json::from_str(&reply.body).expect("the error is JSON");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn an_unknown_prompt_without_a_route_is_not_found() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let (_config, weir) = gateway(vec![ai_model(
+        "chat",
+        vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+        json!({"prompts": [summarize_prompt("summarize")]}),
+    )])
+    .await;
+    let unknown = call_prompt(&weir, CLIENT_KEY, "no-such-prompt", json!({}), &[]).await;
+    let unknown = err(&unknown);
+    assert_eq!(unknown["class"], "NotFoundError", "{unknown:#}");
+    assert_eq!(unknown["status_code"], 404);
+    assert_eq!(mock.requests().await.len(), 0);
+}
+
+#[tokio::test]
+async fn a_model_whose_system_turn_uses_free_text_is_not_served_and_the_others_are() {
+    let mock = MockLlm::start("primary", PROVIDER_KEY).await;
+    let mut leaky = summarize_prompt("leaky-summary");
+    leaky["system"] = json!("Summarise {{text}} for {{audience}}.");
+    let (_config, weir) = gateway(vec![
+        ai_model(
+            "leaky",
+            vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+            json!({"prompts": [leaky]}),
+        ),
+        ai_model(
+            "chat",
+            vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+            json!({"prompts": [summarize_prompt("summarize")]}),
+        ),
+    ])
+    .await;
+
+    eventually_within(
+        Duration::from_secs(10),
+        "the leaky model's problem is logged, naming the field",
+        async || {
+            let problems = weir.log_lines_with("AI model has problems");
+            problems
+                .iter()
+                .any(|line| line.contains("ai/leaky") && line.contains("spec.prompts[0].system"))
+                .then_some(())
+                .ok_or_else(|| format!("{problems:#?}"))
+        },
+    )
+    .await;
+    let leaky_chat = sdk(&weir, "openai-chat", CLIENT_KEY, "leaky", &[]).await;
+    assert_eq!(err(&leaky_chat)["code"], "model_not_found");
+    let leaky_prompt = call_prompt(
+        &weir,
+        CLIENT_KEY,
+        "leaky-summary",
+        json!({"text": "t"}),
+        &[],
+    )
+    .await;
+    assert_eq!(err(&leaky_prompt)["status_code"], 404);
+    let good = call_prompt(&weir, CLIENT_KEY, "summarize", json!({"text": "t"}), &[]).await;
+    assert_eq!(ok(&good)["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn a_stream_in_flight_finishes_on_its_provider_while_the_model_moves_to_another() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let first = MockLlm::start("first", PROVIDER_KEY).await;
+    let second = MockLlm::start("second", PROVIDER_KEY).await;
+    // The first provider pauses after three words: the stream is surely in flight while the
+    // model is edited.
+    let (config, weir) = gateway(vec![ai_model(
+        "chat",
+        vec![provider(
+            "first",
+            "OpenAI",
+            &first,
+            "first+stall-after-3-3000",
+            0,
+        )],
+        json!({}),
+    )])
+    .await;
+
+    // A raw HTTP/1.1 stream, read as it arrives.
+    let mut stream = tokio::net::TcpStream::connect(weir.proxy().address())
+        .await
+        .expect("Weir accepts connections");
+    let body = json!({"model": "chat", "stream": true,
+        "messages": [{"role": "user", "content": "a long answer please"}]})
+    .to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: ai\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0; 4096];
+    while !String::from_utf8_lossy(&received).contains("tok3") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the first words within 10 s")
+            .unwrap();
+        assert!(
+            read > 0,
+            "the stream ended early: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buffer[..read]);
+    }
+
+    // The model moves to the second provider; new requests go there.
+    config.write(
+        "models.yaml",
+        &[ai_model(
+            "chat",
+            vec![provider("second", "OpenAI", &second, "second", 0)],
+            json!({}),
+        )],
+    );
+    weir_e2e::eventually("new requests reach the second provider", async || {
+        let reply = weir
+            .proxy()
+            .request(http::Method::POST, "ai", "/v1/chat/completions")
+            .header("authorization", &format!("Bearer {CLIENT_KEY}"))
+            .body(r#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}"#)
+            .send()
+            .await;
+        match serde_json::from_str::<Value>(&reply.body) {
+            Ok(body) if body["model"] == "second" => Ok(()),
+            _ => Err(reply.body),
+        }
+    })
+    .await;
+    let seen_before_the_end = String::from_utf8_lossy(&received).into_owned();
+    assert!(
+        !seen_before_the_end.contains("tok12"),
+        "the stream had already finished before the edit: {seen_before_the_end}"
+    );
+
+    // The stream in flight finishes, whole, on the provider it started with.
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received))
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.contains("tok12"), "{received}");
+    assert!(received.contains("data: [DONE]"), "{received}");
+    assert!(!received.contains("\"error\""), "{received}");
+    assert!(received.contains("first+stall-after-3-3000"), "{received}");
+    // (Probes sent before the edit took effect went to the first provider too.)
+    assert_eq!(first.requests().await[0]["body"]["stream"], true);
+    assert!(!second.requests().await.is_empty());
 }

@@ -105,5 +105,9 @@ async fn the_quickstart_ai_model_answers_the_openai_sdk_and_curl_as_documented()
         .header("authorization", "Bearer weir-demo-key")
         .send()
         .await;
-    assert!(models.body.contains(r#""id":"assistant""#), "{}", models.body);
+    assert!(
+        models.body.contains(r#""id":"assistant""#),
+        "{}",
+        models.body
+    );
 }

@@ -9,6 +9,8 @@ returned (or raised), for the Rust test to assert on:
   ai_client.py openai-models --base http://addr/v1 --key K
   ai_client.py openai-embeddings --base http://addr/v1 --key K --model M
   ai_client.py openai-responses  --base http://addr/v1 --key K --model M [--stream]
+  ai_client.py openai-prompt     --base http://addr    --key K --prompt-name P --variables JSON [--stream]
+  ai_client.py openai-prompt-openapi --base http://addr --key K --prompt-name P
 
 SDK retries are left at their defaults (2), as users run them: a test that counts upstream
 calls sees what `x-should-retry` did to them.
@@ -203,6 +205,52 @@ def openai_responses(args):
     return {"text": response.output_text, "usage": response.usage.model_dump()}
 
 
+def openai_prompt(args):
+    """POST /prompts/<name> through the SDK's own request machinery (auth, retries, errors),
+    cast to the types a chat completion has: the endpoint answers as /v1/chat/completions does."""
+    client = openai.OpenAI(base_url=args.base, api_key=args.key)
+    body = {"variables": json.loads(args.variables)}
+    path = f"/prompts/{args.prompt_name}"
+    if not args.stream:
+        completion = client.post(path, body=body, cast_to=openai.types.chat.ChatCompletion)
+        choice = completion.choices[0]
+        return {
+            "object": completion.object,
+            "model": completion.model,
+            "content": choice.message.content,
+            "finish_reason": choice.finish_reason,
+            "usage": completion.usage.model_dump() if completion.usage else None,
+        }
+    body["stream"] = True
+    stream = client.post(
+        path,
+        body=body,
+        cast_to=openai.types.chat.ChatCompletion,
+        stream=True,
+        stream_cls=openai.Stream[openai.types.chat.ChatCompletionChunk],
+    )
+    content, finish_reason, chunks, objects = "", None, 0, set()
+    for chunk in stream:
+        chunks += 1
+        objects.add(chunk.object)
+        for choice in chunk.choices:
+            if choice.delta.content:
+                content += choice.delta.content
+            if choice.finish_reason:
+                finish_reason = choice.finish_reason
+    return {
+        "content": content,
+        "finish_reason": finish_reason,
+        "chunks": chunks,
+        "objects": sorted(objects),
+    }
+
+
+def openai_prompt_openapi(args):
+    client = openai.OpenAI(base_url=args.base, api_key=args.key)
+    return client.get(f"/prompts/{args.prompt_name}/openapi.json", cast_to=object)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("call")
@@ -215,6 +263,8 @@ def main():
     parser.add_argument("--prompt", default="say hello to the gateway")
     parser.add_argument("--prompt-bytes", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=0)
+    parser.add_argument("--prompt-name", default="")
+    parser.add_argument("--variables", default="{}")
     args = parser.parse_args()
     calls = {
         "openai-chat": openai_chat,
@@ -223,6 +273,8 @@ def main():
         "openai-models": openai_models,
         "openai-embeddings": openai_embeddings,
         "openai-responses": openai_responses,
+        "openai-prompt": openai_prompt,
+        "openai-prompt-openapi": openai_prompt_openapi,
     }
     try:
         result = {"ok": calls[args.call](args)}

@@ -5,7 +5,8 @@
 //! needs the store: each provider's endpoint (a URL, or a Service's ready endpoints) and its
 //! API key (a Secret labelled `weir.dev/ai-credentials: "true"`). A provider whose references
 //! do not resolve does not reject the model: it is left out of rotation and named in the
-//! report, and the others keep serving.
+//! report, and the others keep serving. Prompts are parsed here once: their templates split
+//! into text and variables, their defaults checked against their variables.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -14,11 +15,16 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1 as meta, util::intstr::IntOrString},
 };
 use weir_contract::{
-    Access, AiAddress, AiApi, AiEndpoint, AiModel, AiProvider, AiQuota, AiTimeouts, ClientKey,
-    Credential, Eject, Fallback, LabelSelector, NamespacedName, QuotaLimit, RefProblem,
-    ResolvedRefsReason, SecretBytes, SelectorRequirement, Unresolved, UpstreamTls,
+    Access, AiAddress, AiApi, AiEndpoint, AiModel, AiPrompt, AiProvider, AiQuota, AiTimeouts,
+    ClientKey, Credential, Eject, Fallback, LabelSelector, NamespacedName, PromptTemplate,
+    PromptValue, PromptVariable, QuotaLimit, RefProblem, ResolvedRefsReason, SecretBytes,
+    SelectorRequirement, TemplatePart as ContractPart, Unresolved, UpstreamTls, ValueProblem,
+    VariableKind,
 };
-use weir_crds::{AIModelSpec, AIProvider, validate_aimodel, validate_aimodel::parse_duration};
+use weir_crds::{
+    AIModelSpec, AIPrompt, AIProvider, validate_aimodel,
+    validate_aimodel::{TemplatePart, parse_duration, template_parts},
+};
 
 use crate::{kinds::AI_CREDENTIALS_LABEL, resolve::Lookup};
 
@@ -39,9 +45,6 @@ pub fn translate(
     lookup: &mut Lookup<'_>,
 ) -> Result<TranslatedModel, String> {
     validate_aimodel(spec).map_err(|invalid| invalid.to_string())?;
-    if !spec.prompts.is_empty() {
-        return Err("spec.prompts: prompt endpoints are not served by this version of Weir yet; remove them to serve the model".into());
-    }
     let access = match &spec.access {
         Some(access) if access.public => Access::Public,
         access => Access::Keys {
@@ -128,6 +131,13 @@ pub fn translate(
         })
         .collect::<Result<Vec<_>, String>>()?;
 
+    let prompts = spec
+        .prompts
+        .iter()
+        .enumerate()
+        .map(|(i, prompt)| translate_prompt(prompt, &format!("spec.prompts[{i}]")))
+        .collect::<Result<_, _>>()?;
+
     let names = if spec.names.is_empty() {
         vec![id.name.clone()]
     } else {
@@ -143,7 +153,105 @@ pub fn translate(
             timeouts,
             fallback,
             quotas,
+            prompts,
         },
+    })
+}
+
+/// A validated prompt in the contract's terms: its templates split once into text and
+/// variables, its defaults checked against their own variables (`at` names the prompt's field
+/// for that error).
+fn translate_prompt(prompt: &AIPrompt, at: &str) -> Result<AiPrompt, String> {
+    let mut variables = Vec::with_capacity(prompt.variables.len());
+    // A BTreeMap: sorted by name, as the contract keeps them.
+    for (name, variable) in &prompt.variables {
+        let kind = match variable.kind.as_str() {
+            "integer" => VariableKind::Integer {
+                minimum: variable.minimum,
+                maximum: variable.maximum,
+            },
+            "number" => VariableKind::Number {
+                minimum: variable.minimum,
+                maximum: variable.maximum,
+            },
+            "boolean" => VariableKind::Boolean,
+            _ => VariableKind::String {
+                allowed: variable.allowed.clone(),
+                max_length: variable.max_length,
+            },
+        };
+        let mut translated = PromptVariable {
+            name: name.clone(),
+            kind,
+            required: variable.required,
+            default: None,
+        };
+        if let Some(default) = &variable.default {
+            let field = format!("{at}.variables.{name}.default");
+            let value = prompt_value(&translated.kind, default).ok_or_else(|| {
+                let problem = ValueProblem::WrongType {
+                    expected: translated.kind.type_name(),
+                };
+                format!("{field}: {problem}")
+            })?;
+            translated
+                .check(&value)
+                .map_err(|problem| format!("{field}: {problem}"))?;
+            translated.default = Some(value);
+        }
+        variables.push(translated);
+    }
+    let template = |text: &str, turn: &str| {
+        let parts = template_parts(text)
+            .map(|part| match part {
+                TemplatePart::Text(text) => Ok(ContractPart::Text(text.to_owned())),
+                TemplatePart::Placeholder(name) => variables
+                    .binary_search_by(|v| v.name.as_str().cmp(name))
+                    .map(ContractPart::Variable)
+                    .map_err(|_| format!("{at}.{turn}: {{{{{name}}}}} is not a declared variable")),
+            })
+            .collect::<Result<_, String>>()?;
+        Ok::<_, String>(PromptTemplate { parts })
+    };
+    let system = match &prompt.system {
+        Some(system) => Some(template(system, "system")?),
+        None => None,
+    };
+    let user = template(&prompt.user, "user")?;
+    let params_json = match &prompt.params {
+        Some(params) if !params.is_empty() => {
+            serde_json::to_string(params).map_err(|e| format!("{at}.params: {e}"))?
+        }
+        _ => String::new(),
+    };
+    Ok(AiPrompt {
+        name: prompt.name.clone(),
+        system,
+        user,
+        variables,
+        params_json,
+    })
+}
+
+/// A JSON value as a value of `kind`, if it is of that type (an integer written `100.0`
+/// included).
+fn prompt_value(kind: &VariableKind, value: &serde_json::Value) -> Option<PromptValue> {
+    use serde_json::Value;
+    Some(match (kind, value) {
+        (VariableKind::String { .. }, Value::String(text)) => PromptValue::String(text.clone()),
+        (VariableKind::Boolean, Value::Bool(flag)) => PromptValue::Boolean(*flag),
+        (VariableKind::Integer { .. }, Value::Number(number)) => {
+            PromptValue::Integer(number.as_i64().or_else(|| {
+                number
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })?)
+        }
+        (VariableKind::Number { .. }, Value::Number(number)) => {
+            PromptValue::Number(number.as_f64()?)
+        }
+        _ => return None,
     })
 }
 
@@ -321,4 +429,83 @@ pub fn trim_line_end(value: &[u8]) -> &[u8] {
 /// Why provider keys must be labelled, for the message of a provider whose Secret is missing.
 pub fn provider_key_hint() -> String {
     format!("Weir reads only Secrets labelled {AI_CREDENTIALS_LABEL}: \"true\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The prompt of the issue, with `edit` applied.
+    fn summarize(edit: impl FnOnce(&mut serde_json::Value)) -> AIPrompt {
+        let mut prompt = json!({
+            "name": "summarize",
+            "system": "Summarise for {{audience}} in at most {{ words }} words.",
+            "user": "{{text}}",
+            "variables": {
+                "text": {"type": "string", "required": true, "maxLength": 50000},
+                "audience": {"type": "string", "enum": ["engineers", "executives"], "default": "engineers"},
+                "words": {"type": "integer", "minimum": 10, "maximum": 500, "default": 100},
+            },
+            "params": {"temperature": 0.2, "max_tokens": 512},
+        });
+        edit(&mut prompt);
+        serde_json::from_value(prompt).unwrap()
+    }
+
+    #[test]
+    fn a_prompt_is_split_into_text_and_its_variables_by_index() {
+        let prompt = translate_prompt(&summarize(|_| {}), "spec.prompts[0]").unwrap();
+        let names: Vec<_> = prompt.variables.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["audience", "text", "words"]);
+        assert_eq!(
+            prompt.system.unwrap().parts,
+            [
+                ContractPart::Text("Summarise for ".into()),
+                ContractPart::Variable(0),
+                ContractPart::Text(" in at most ".into()),
+                ContractPart::Variable(2),
+                ContractPart::Text(" words.".into()),
+            ]
+        );
+        assert_eq!(prompt.user.parts, [ContractPart::Variable(1)]);
+        assert_eq!(
+            prompt.variables[0].default,
+            Some(PromptValue::String("engineers".into()))
+        );
+        assert_eq!(prompt.variables[2].default, Some(PromptValue::Integer(100)));
+        assert!(prompt.variables[1].required);
+        let params: serde_json::Value = serde_json::from_str(&prompt.params_json).unwrap();
+        assert_eq!(params, json!({"temperature": 0.2, "max_tokens": 512}));
+    }
+
+    #[test]
+    fn a_default_that_does_not_fit_its_variable_is_refused_naming_the_field() {
+        let cases = [
+            (
+                "audience",
+                json!("everyone"),
+                "must be one of engineers, executives",
+            ),
+            ("words", json!("many"), "must be an integer"),
+            ("words", json!(5), "must be at least 10"),
+            ("text", json!(true), "must be a string"),
+        ];
+        for (variable, default, reason) in cases {
+            let prompt = summarize(|p| p["variables"][variable]["default"] = default.clone());
+            let error = translate_prompt(&prompt, "spec.prompts[1]").unwrap_err();
+            assert_eq!(
+                error,
+                format!("spec.prompts[1].variables.{variable}.default: {reason}")
+            );
+        }
+    }
+
+    #[test]
+    fn an_integer_default_may_be_written_as_a_whole_float() {
+        let prompt = summarize(|p| p["variables"]["words"]["default"] = json!(120.0));
+        let prompt = translate_prompt(&prompt, "spec.prompts[0]").unwrap();
+        assert_eq!(prompt.variables[2].default, Some(PromptValue::Integer(120)));
+    }
 }

@@ -8,6 +8,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use crate::{
+    ai_prompt::AiPrompt,
     backend::{Endpoint, UpstreamTls},
     ids::NamespacedName,
     report::RefProblem,
@@ -50,6 +51,8 @@ pub struct AiModel {
     /// Limits per client key, in the order written; a request must fit every one whose
     /// selector matches its key.
     pub quotas: Vec<AiQuota>,
+    /// Prompt endpoints (`POST /prompts/<name>`), names unique within the model.
+    pub prompts: Vec<AiPrompt>,
 }
 
 /// Who may call a model.

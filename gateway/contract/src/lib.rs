@@ -18,6 +18,7 @@
 //! skipping after consecutive failures, which only it can know and the AIModel's status shows.
 
 mod ai;
+mod ai_prompt;
 mod backend;
 mod ejections;
 mod ids;
@@ -31,6 +32,9 @@ mod snapshot;
 pub use ai::{
     Access, AiAddress, AiApi, AiConfig, AiEndpoint, AiModel, AiProvider, AiQuota, AiTimeouts,
     ClientKey, Eject, Fallback, LabelSelector, QuotaLimit, SelectorRequirement,
+};
+pub use ai_prompt::{
+    AiPrompt, PromptTemplate, PromptValue, PromptVariable, TemplatePart, ValueProblem, VariableKind,
 };
 pub use backend::{
     Backend, Endpoint, Protocol, RuleBackend, ServiceBackend, Unresolved, UpstreamTls,

@@ -1,5 +1,6 @@
 //! The AI gateway's compiled configuration: which model a request names on its host, which
-//! client key it carries, and how each provider is reached.
+//! prompt a `/prompts/` path names there, which client key it carries, and how each provider
+//! is reached.
 //!
 //! Built once per snapshot from [`AiConfig`] (and reused while the snapshot's `AiConfig` is
 //! the same `Arc`), read by every AI request without a lock. Provider health (consecutive
@@ -19,11 +20,11 @@ use std::{
 use http::HeaderValue;
 use tokio::sync::watch;
 use weir_contract::{
-    Access, AiAddress, AiApi, AiConfig, AiModel, AiProvider, ClientKey, Eject, EjectedProviders,
-    NamespacedName, Protocol,
+    Access, AiAddress, AiApi, AiConfig, AiModel, AiPrompt, AiProvider, ClientKey, Eject,
+    EjectedProviders, NamespacedName, Protocol,
 };
 
-use super::Ejections;
+use super::{Ejections, prompts::CompiledPrompt};
 use crate::{
     state::StateMap,
     upstream::{Target, TargetAddress, TlsConnectorConfig},
@@ -48,6 +49,8 @@ pub struct AiIndex {
 pub struct CompiledModel {
     pub model: Arc<AiModel>,
     pub providers: Vec<CompiledProvider>,
+    /// One per `model.prompts`, in its order.
+    pub prompts: Vec<CompiledPrompt>,
 }
 
 /// One provider: its targets, its credential as a header, and its health.
@@ -159,7 +162,7 @@ impl AiIndex {
                     targets: if provider.unresolved.is_some() {
                         Vec::new()
                     } else {
-                        targets(provider, connectors)
+                        targets(provider, model.timeouts.connect, connectors)
                     },
                     auth: auth_header(provider),
                     health: state.health.get_or_insert_with(
@@ -169,9 +172,16 @@ impl AiIndex {
                     ),
                 })
                 .collect();
+            let prompts = model
+                .prompts
+                .iter()
+                .enumerate()
+                .map(|(index, prompt)| CompiledPrompt::compile(index, prompt))
+                .collect();
             models.push(CompiledModel {
                 model: model.clone(),
                 providers,
+                prompts,
             });
         }
         let keys = config
@@ -199,7 +209,7 @@ impl AiIndex {
     }
 
     /// The models served on `host`, most specific host first, then in `namespace/name` order.
-    pub fn models_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a CompiledModel> {
+    pub fn models_on<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a CompiledModel> {
         let exact = self.exact_hosts.get(host).into_iter().flatten();
         let wildcard = wildcard_suffixes(host)
             .filter_map(|suffix| self.wildcard_hosts.get(suffix))
@@ -214,6 +224,22 @@ impl AiIndex {
     pub fn find<'a>(&'a self, host: &'a str, name: &str) -> Option<&'a CompiledModel> {
         self.models_on(host)
             .find(|model| model.model.names.iter().any(|n| n == name))
+    }
+
+    /// The prompt named `name` on `host`, and the model declaring it: the first model, in
+    /// the order [`AiIndex::find`] looks, that declares it.
+    pub fn find_prompt<'a>(
+        &'a self,
+        host: &str,
+        name: &str,
+    ) -> Option<(&'a CompiledModel, &'a CompiledPrompt)> {
+        self.models_on(host).find_map(|model| {
+            model
+                .prompts
+                .iter()
+                .find(|prompt| model.prompt(prompt).name == name)
+                .map(|prompt| (model, prompt))
+        })
     }
 
     /// The client key whose SHA-256 is `digest`.
@@ -237,6 +263,10 @@ impl CompiledModel {
 
     pub fn provider(&self, compiled: &CompiledProvider) -> &AiProvider {
         &self.model.providers[compiled.index]
+    }
+
+    pub fn prompt(&self, compiled: &CompiledPrompt) -> &AiPrompt {
+        &self.model.prompts[compiled.index]
     }
 
     /// The order providers are tried in: by priority; within one priority, a weighted random
@@ -311,7 +341,12 @@ fn wildcard_suffixes(host: &str) -> impl Iterator<Item = &str> {
     host.match_indices('.').map(move |(i, _)| &host[i..])
 }
 
-fn targets(provider: &AiProvider, connectors: &dyn TlsConnectors) -> Vec<Target> {
+/// A provider's targets, each connecting within the model's `timeouts.connect`.
+fn targets(
+    provider: &AiProvider,
+    connect: std::time::Duration,
+    connectors: &dyn TlsConnectors,
+) -> Vec<Target> {
     let endpoint = &provider.endpoint;
     let tls = match &endpoint.tls {
         Some(tls) => match connectors.connector(tls) {
@@ -329,7 +364,7 @@ fn targets(provider: &AiProvider, connectors: &dyn TlsConnectors) -> Vec<Target>
                     port: *port,
                 },
             };
-            vec![Target::new(address, Protocol::Http1, tls)]
+            vec![Target::new(address, Protocol::Http1, tls).with_connect_timeout(connect)]
         }
         AiAddress::Endpoints(endpoints) => endpoints
             .iter()
@@ -339,6 +374,7 @@ fn targets(provider: &AiProvider, connectors: &dyn TlsConnectors) -> Vec<Target>
                     Protocol::Http1,
                     tls.clone(),
                 )
+                .with_connect_timeout(connect)
             })
             .collect(),
     }

@@ -7,7 +7,9 @@
 //! - `weir_ai_time_to_first_token_seconds{model,provider}` and
 //!   `weir_ai_request_duration_seconds{model,provider}`;
 //! - `weir_ai_fallbacks_total{model,provider,reason}`: failed attempts, by why, whether or
-//!   not they moved on.
+//!   not they moved on;
+//! - `weir_ai_prompt_requests_total{model,prompt,outcome}`: prompt endpoint calls, `rendered`
+//!   (then counted above as any request) or `invalid` (refused for their variables).
 //!
 //! `key` is the client key's Secret name, never the key. AI requests are few and long next to
 //! proxied ones, so their series are looked up per request.
@@ -46,6 +48,13 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PromptLabels {
+    model: String,
+    prompt: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FallbackLabels {
     model: String,
     provider: String,
@@ -61,6 +70,7 @@ pub struct AiMetrics {
     time_to_first_token: Family<ProviderLabels, DurationHistogram>,
     duration: Family<ProviderLabels, DurationHistogram>,
     fallbacks: Family<FallbackLabels, Counter>,
+    prompts: Family<PromptLabels, Counter>,
 }
 
 /// Who a request's figures are recorded for.
@@ -99,6 +109,22 @@ impl AiMetrics {
             "Failed provider attempts, by reason and whether the request moved on to the next provider",
             self.fallbacks.clone(),
         );
+        registry.register(
+            "ai_prompt_requests",
+            "Prompt endpoint calls by model, prompt and outcome (rendered, or invalid variables)",
+            self.prompts.clone(),
+        );
+    }
+
+    /// A prompt call: `rendered` (then counted as a chat request too) or `invalid`.
+    pub fn prompt(&self, model: &str, prompt: &str, outcome: &'static str) {
+        self.prompts
+            .get_or_create(&PromptLabels {
+                model: model.to_owned(),
+                prompt: prompt.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn tokens(&self, record: &Record, usage: &Usage) {

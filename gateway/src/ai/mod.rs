@@ -1,12 +1,14 @@
 //! The AI gateway: OpenAI- and Anthropic-compatible endpoints, routed by the body's `model`
 //! to an `AIModel`'s providers.
 //!
-//! A request to one of the AI paths ([`AiPath`]) on a host some model is served on comes here
-//! instead of the routing table. In order:
+//! A request to one of the AI paths ([`AiPath`]) on a host some model is served on, or to a
+//! prompt endpoint a model served on the host declares ([`prompts`]), comes here instead of
+//! the routing table ([`AiRoute::claimed_by`] decides). In order:
 //!
 //! 1. **admit** — the caller's key (`Authorization: Bearer` or `x-api-key`) is hashed and looked
 //!    up; the body is read whole, up to the configured cap (413 above it), and parsed; the
-//!    model it names is found on the host and the key checked against the model's `access`;
+//!    model it names is found on the host and the key checked against the model's `access`
+//!    (a prompt call is then rendered into a chat completion of its model, and joins here);
 //! 2. **call** — providers are tried in order ([`index::CompiledModel::attempt_order`]); each
 //!    gets the request in its own dialect, its own model name and its own credential
 //!    ([`call`]); everything that goes wrong before the client has seen content (connect
@@ -26,6 +28,7 @@ mod call;
 mod ejections;
 pub mod index;
 pub mod metrics;
+pub mod prompts;
 pub mod quota;
 mod stream;
 
@@ -44,6 +47,7 @@ use weir_ai_wire::{
 pub use ejections::Ejections;
 pub use index::{AiIndex, AiState, TlsConnectors};
 pub use metrics::AiMetrics;
+pub use prompts::{PromptPage, PromptPath, PromptTarget};
 pub use quota::Quotas;
 pub use stream::AiBody;
 
@@ -99,6 +103,53 @@ impl AiPath {
     }
 }
 
+/// What a request's path asks of the AI gateway, before anything says it is served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AiRoute<'p> {
+    Api(AiPath),
+    Prompt(PromptPath<'p>),
+}
+
+impl<'p> AiRoute<'p> {
+    /// The AI route `path` is, if it is one; two prefix comparisons for any other path.
+    ///
+    /// ```
+    /// use weir_gateway::ai::{AiPath, AiRoute};
+    /// assert_eq!(AiRoute::of("/v1/models"), Some(AiRoute::Api(AiPath::Models)));
+    /// assert!(matches!(AiRoute::of("/prompts/summarize"), Some(AiRoute::Prompt(_))));
+    /// assert_eq!(AiRoute::of("/api/prompts"), None);
+    /// ```
+    pub fn of(path: &'p str) -> Option<Self> {
+        match AiPath::of(path) {
+            Some(api) => Some(AiRoute::Api(api)),
+            None => PromptPath::of(path).map(AiRoute::Prompt),
+        }
+    }
+
+    /// What the AI gateway answers for this route on `host` (lowercase, no port): an API
+    /// path when some model is served on the host, a prompt when a model served on the host
+    /// declares it; `None` leaves the request to the routing table.
+    pub fn claimed_by<'i>(self, index: &'i AiIndex, host: &str) -> Option<AiTarget<'i>> {
+        match self {
+            AiRoute::Api(path) => index.serves_host(host).then_some(AiTarget::Api(path)),
+            AiRoute::Prompt(path) => {
+                let (model, prompt) = index.find_prompt(host, path.name)?;
+                Some(AiTarget::Prompt(PromptTarget {
+                    model,
+                    prompt,
+                    page: path.page,
+                }))
+            }
+        }
+    }
+}
+
+/// A request the AI gateway answers.
+pub enum AiTarget<'i> {
+    Api(AiPath),
+    Prompt(PromptTarget<'i>),
+}
+
 /// Settings of the AI gateway from the command line.
 #[derive(Clone)]
 pub struct AiSettings {
@@ -127,8 +178,21 @@ pub struct AiContext<'a> {
     pub settings: &'a AiSettings,
 }
 
+/// Serves one request the AI gateway claimed.
+pub async fn serve(
+    ctx: AiContext<'_>,
+    target: AiTarget<'_>,
+    host: &str,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    match target {
+        AiTarget::Api(path) => handle(ctx, path, host, request).await,
+        AiTarget::Prompt(prompt) => prompts::handle(ctx, prompt, request).await,
+    }
+}
+
 /// Serves one request to an AI path.
-pub async fn handle(
+async fn handle(
     ctx: AiContext<'_>,
     path: AiPath,
     host: &str,
@@ -150,50 +214,9 @@ pub async fn handle(
     if parts.method != Method::POST {
         return error_response(&method_not_allowed("POST"), dialect);
     }
-    let body = match Limited::new(body, ctx.settings.max_request_bytes)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return error_response(
-                &ApiError {
-                    status: 413,
-                    kind: ErrorKind::RequestTooLarge,
-                    code: Some("request_too_large"),
-                    param: None,
-                    message: format!(
-                        "the request body exceeds this gateway's limit of {} bytes",
-                        ctx.settings.max_request_bytes
-                    ),
-                },
-                dialect,
-            );
-        }
-        Err(_) => {
-            return error_response(
-                &invalid("the request body could not be read", None),
-                dialect,
-            );
-        }
-    };
-    let request_json: Value = match serde_json::from_slice(&body) {
-        Ok(value @ Value::Object(_)) => value,
-        Ok(_) => {
-            return error_response(
-                &invalid("the request body must be a JSON object", None),
-                dialect,
-            );
-        }
-        Err(error) => {
-            return error_response(
-                &invalid(
-                    &format!("the request body is not valid JSON: {error}"),
-                    None,
-                ),
-                dialect,
-            );
-        }
+    let request_json = match read_json_object(body, ctx.settings).await {
+        Ok(value) => value,
+        Err(error) => return error_response(&error, dialect),
     };
     let Some(model_name) = request_json.get("model").and_then(Value::as_str) else {
         return error_response(
@@ -227,6 +250,37 @@ pub async fn handle(
         started,
     };
     call::call(&ctx, exchange).await
+}
+
+/// Reads a request body whole, up to the configured cap, as a JSON object.
+async fn read_json_object(body: Incoming, settings: &AiSettings) -> Result<Value, ApiError> {
+    let body = match Limited::new(body, settings.max_request_bytes)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError {
+                status: 413,
+                kind: ErrorKind::RequestTooLarge,
+                code: Some("request_too_large"),
+                param: None,
+                message: format!(
+                    "the request body exceeds this gateway's limit of {} bytes",
+                    settings.max_request_bytes
+                ),
+            });
+        }
+        Err(_) => return Err(invalid("the request body could not be read", None)),
+    };
+    match serde_json::from_slice(&body) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) => Err(invalid("the request body must be a JSON object", None)),
+        Err(error) => Err(invalid(
+            &format!("the request body is not valid JSON: {error}"),
+            None,
+        )),
+    }
 }
 
 /// The caller's key, if it sent one; an unknown key is refused.
@@ -318,4 +372,125 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use weir_contract::{
+        AiConfig, AiModel, AiPrompt, AiTimeouts, Fallback, NamespacedName, PromptTemplate,
+    };
+
+    use super::*;
+
+    struct NoTls;
+
+    impl index::TlsConnectors for NoTls {
+        fn connector(
+            &self,
+            _: &weir_contract::UpstreamTls,
+        ) -> Option<Arc<crate::upstream::TlsConnectorConfig>> {
+            None
+        }
+    }
+
+    fn model(namespace: &str, name: &str, hosts: &[&str], prompts: &[&str]) -> Arc<AiModel> {
+        Arc::new(AiModel {
+            id: NamespacedName::new(namespace, name),
+            names: vec![name.into()],
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            access: weir_contract::Access::Public,
+            providers: vec![],
+            timeouts: AiTimeouts::default(),
+            fallback: Fallback::default(),
+            quotas: vec![],
+            prompts: prompts
+                .iter()
+                .map(|name| AiPrompt {
+                    name: name.to_string(),
+                    system: None,
+                    user: PromptTemplate::default(),
+                    variables: vec![],
+                    params_json: String::new(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Models in `namespace/name` order, as the control plane lists them.
+    fn index(models: Vec<Arc<AiModel>>) -> AiIndex {
+        let config = Arc::new(AiConfig {
+            models,
+            keys: vec![],
+        });
+        AiIndex::compile(config, &AiState::default(), &NoTls, AiMetrics::default())
+    }
+
+    /// Which model's prompt `path` reaches on `host`, if the AI gateway claims it.
+    fn prompt_owner(index: &AiIndex, host: &str, path: &str) -> Option<String> {
+        match AiRoute::of(path)?.claimed_by(index, host)? {
+            AiTarget::Prompt(target) => Some(target.model.model.id.to_string()),
+            AiTarget::Api(_) => panic!("{path} is not a prompt path"),
+        }
+    }
+
+    #[test]
+    fn a_prompt_is_claimed_only_where_a_model_on_the_host_declares_it() {
+        let index = index(vec![
+            model("ai", "chat", &["api.example.com"], &["summarize"]),
+            model("ai", "other", &["other.example.com"], &["translate"]),
+        ]);
+        assert_eq!(
+            prompt_owner(&index, "api.example.com", "/prompts/summarize").as_deref(),
+            Some("ai/chat")
+        );
+        assert_eq!(
+            prompt_owner(&index, "api.example.com", "/prompts/summarize/openapi.json").as_deref(),
+            Some("ai/chat")
+        );
+        // Not declared on this host, or not at all: left to the routing table.
+        assert_eq!(
+            prompt_owner(&index, "api.example.com", "/prompts/translate"),
+            None
+        );
+        assert_eq!(
+            prompt_owner(&index, "api.example.com", "/prompts/unknown"),
+            None
+        );
+        assert_eq!(
+            prompt_owner(&index, "www.example.com", "/prompts/summarize"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_prompt_two_models_declare_goes_to_the_most_specific_host_then_the_first_by_name() {
+        let index = index(vec![
+            model("a", "any-host", &[], &["summarize"]),
+            model("b", "any-host-too", &[], &["summarize"]),
+            model("c", "exact", &["api.example.com"], &["summarize"]),
+        ]);
+        assert_eq!(
+            prompt_owner(&index, "api.example.com", "/prompts/summarize").as_deref(),
+            Some("c/exact")
+        );
+        assert_eq!(
+            prompt_owner(&index, "elsewhere", "/prompts/summarize").as_deref(),
+            Some("a/any-host")
+        );
+    }
+
+    #[test]
+    fn api_paths_are_claimed_on_every_host_a_model_is_served_on() {
+        let index = index(vec![model("ai", "chat", &["*.example.com"], &[])]);
+        let claimed = |host: &str| {
+            AiRoute::of("/v1/chat/completions")
+                .unwrap()
+                .claimed_by(&index, host)
+                .is_some()
+        };
+        assert!(claimed("api.example.com"));
+        assert!(!claimed("example.org"));
+    }
 }

@@ -43,7 +43,7 @@ pub use failure::Failure;
 pub(crate) use forward::send as send_copy;
 
 use crate::{
-    ai::{self, AiBody, AiContext, AiPath, AiSettings},
+    ai::{self, AiBody, AiContext, AiRoute, AiSettings},
     balance::{BackendEndpoints, Endpoint, random, ring},
     filters::mirror::{MIRROR_BODY_LIMIT, Mirror},
     policy::retry::{self, TryOutcome},
@@ -182,19 +182,20 @@ impl Proxy {
         // This Arc keeps the table whole for the rest of the request.
         let table = self.table.load_full();
 
-        // AIModels claim the AI paths on their hosts; a table without any pays one branch.
+        // AIModels claim the AI paths on their hosts, and their prompts' paths; a table
+        // without any pays one branch.
         if let Some(index) = table.ai()
-            && let Some(path) = AiPath::of(request.uri().path())
+            && let Some(route) = AiRoute::of(request.uri().path())
             && let Ok(Some(host)) = RequestHost::of(&request)
         {
             let host = ai_host(host.value());
-            if index.serves_host(&host) {
+            if let Some(target) = route.claimed_by(index, &host) {
                 let ctx = AiContext {
                     index,
                     upstreams: &self.upstreams,
                     settings: &self.settings.ai,
                 };
-                return ai::handle(ctx, path, &host, request).await;
+                return ai::serve(ctx, target, &host, request).await;
             }
         }
 

@@ -53,6 +53,9 @@ pub struct Target {
     /// `address:port` as a URI authority, for a request that names no host.
     authority: Authority,
     tls: Option<Arc<TlsConnectorConfig>>,
+    /// This target's own limit on opening a connection (an AI provider's
+    /// `timeouts.connect`); `None`: the pool's.
+    connect_timeout: Option<Duration>,
 }
 
 /// What distinguishes one target's connections from another's: connections are pooled by it.
@@ -96,7 +99,14 @@ impl Target {
             },
             authority,
             tls,
+            connect_timeout: None,
         }
+    }
+
+    /// The same target, opening connections within `timeout` rather than the pool's limit.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -221,11 +231,12 @@ async fn connect(
     settings: &PoolSettings,
 ) -> Result<io::UpstreamIo, UpstreamError> {
     let address = target.address();
-    let stream = connect_tcp(address, settings).await?;
+    let timeout = target.connect_timeout.unwrap_or(settings.connect_timeout);
+    let stream = connect_tcp(address, timeout).await?;
     let Some(tls) = &target.tls else {
         return Ok(io::UpstreamIo::Plain(stream));
     };
-    let handshake = tokio::time::timeout(settings.connect_timeout, tls.connect(stream));
+    let handshake = tokio::time::timeout(timeout, tls.connect(stream));
     match handshake.await {
         Ok(Ok(stream)) => Ok(io::UpstreamIo::Tls(Box::new(stream))),
         Ok(Err(source)) => Err(UpstreamError::Tls {
@@ -239,10 +250,10 @@ async fn connect(
     }
 }
 
-/// Opens a TCP connection to `address` within the connect timeout, with Nagle off.
+/// Opens a TCP connection to `address` within `timeout`, with Nagle off.
 async fn connect_tcp(
     address: &TargetAddress,
-    settings: &PoolSettings,
+    timeout: Duration,
 ) -> Result<tokio::net::TcpStream, UpstreamError> {
     let connect_error = |source| UpstreamError::Connect {
         target: address.clone(),
@@ -256,7 +267,7 @@ async fn connect_tcp(
             }
         }
     };
-    let stream = tokio::time::timeout(settings.connect_timeout, connecting)
+    let stream = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| connect_error(std::io::ErrorKind::TimedOut.into()))?
         .map_err(connect_error)?;

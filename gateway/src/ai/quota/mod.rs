@@ -399,6 +399,7 @@ mod tests {
             timeouts: AiTimeouts::default(),
             fallback: Fallback::default(),
             quotas,
+            prompts: vec![],
         }
     }
 
