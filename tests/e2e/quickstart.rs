@@ -110,4 +110,19 @@ async fn the_quickstart_ai_model_answers_the_openai_sdk_and_curl_as_documented()
         "{}",
         models.body
     );
+    // The prompt endpoint, as the README calls it.
+    let prompt = weir
+        .proxy()
+        .request(Method::POST, "localhost", "/prompts/summarize")
+        .header("authorization", "Bearer weir-demo-key")
+        .body(r#"{"variables": {"text": "Weir is a Kubernetes API gateway.", "audience": "executives"}}"#)
+        .send()
+        .await;
+    assert_eq!(prompt.status, StatusCode::OK, "{}", prompt.body);
+    let sent = mock.requests().await;
+    let system = &sent.last().expect("the prompt reached the provider")["body"]["messages"][0];
+    assert_eq!(
+        system["content"],
+        "Summarise for executives in at most 100 words."
+    );
 }
