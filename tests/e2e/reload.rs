@@ -277,3 +277,86 @@ async fn rewriting_the_directory_200_times_under_load_fails_no_request() {
     );
     eprintln!("{requests} requests across 200 rewrites, none failed");
 }
+
+#[tokio::test]
+async fn bad_files_are_reported_and_the_last_good_table_keeps_serving_in_bounded_memory() {
+    let world = World::start(
+        &["a", "b"],
+        [route("api").host("echo.local").prefix("/api").backend("a")],
+    )
+    .await;
+    // Garbage bytes (a deterministic xorshift stream), text with invalid UTF-8, 100 MB, 100,000
+    // documents, and nesting far deeper than any manifest.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let garbage: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let files: [(&str, Vec<u8>, &str); 5] = [
+        ("garbage.yaml", garbage, "UTF-8"),
+        (
+            "latin1.yaml",
+            b"apiVersion: weir.dev/v1alpha1\nkind: Route\nmetadata: {name: caf\xe9}\n".to_vec(),
+            "UTF-8",
+        ),
+        ("huge.yaml", b"a: b\n".repeat(20 << 20), "larger than"),
+        ("many.yaml", b"---\n{}\n".repeat(100_000), "99980 more"),
+        (
+            "nested.yaml",
+            [b"[".repeat(100_000), b"]".repeat(100_000)].concat(),
+            "",
+        ),
+    ];
+    for (name, bytes, _) in &files {
+        std::fs::write(world.config.path().join(name), bytes).expect("the file is written");
+    }
+    for (name, _, says) in &files {
+        let problem = eventually_in_debug_routes(&world, &format!("{name} is reported"), |debug| {
+            debug["source_problems"]
+                .as_array()?
+                .iter()
+                .find(|p| {
+                    p["origin"].as_str().is_some_and(|o| o.starts_with(name))
+                        && p["reason"].as_str().is_some_and(|r| r.contains(says))
+                })
+                .cloned()
+        })
+        .await;
+        assert!(
+            !problem["reason"].as_str().unwrap_or("").is_empty(),
+            "{problem}"
+        );
+    }
+    let debug = world.weir.debug_routes().await;
+    let problems = debug["source_problems"].as_array().unwrap().len();
+    assert!(
+        problems < 40,
+        "{problems} problems listed: the broken documents are not summarised"
+    );
+
+    assert_eq!(
+        world.weir.get("echo.local", "/api").await.answered_by(),
+        "a"
+    );
+    // The source is not wedged: a good edit after all that is served.
+    world.config.write(
+        "more.yaml",
+        &[route("more")
+            .host("echo.local")
+            .prefix("/more")
+            .backend("b")
+            .into()],
+    );
+    eventually_answered_by(&world, "echo.local", "/more", "b").await;
+    let (_, peak_kib) = world.weir.memory_kib();
+    eprintln!("peak RSS after the bad files: {} MiB", peak_kib / 1024);
+    assert!(
+        peak_kib < 256 * 1024,
+        "Weir peaked at {} MiB reading the bad files",
+        peak_kib / 1024
+    );
+}

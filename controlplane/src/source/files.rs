@@ -188,13 +188,13 @@ impl ManifestDirectory {
 
     fn reload(&mut self, path: &Path, events: &mut Vec<SourceEvent>) {
         let display = self.display(path);
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_manifest_file(path) {
             Ok(text) => text,
-            Err(error) => {
+            Err(reason) => {
                 let file = self.files.entry(path.to_owned()).or_default();
                 file.problems = vec![problem(
                     &display,
-                    format!("cannot read: {error}; keeping what it last held"),
+                    format!("{reason}; keeping what it last held"),
                 )];
                 return;
             }
@@ -229,6 +229,7 @@ impl ManifestDirectory {
             content_hash,
             ..Default::default()
         };
+        let mut refused = 0;
         for (index, document) in documents {
             let origin = format!("{display}, document {}", index + 1);
             match document {
@@ -265,12 +266,24 @@ impl ManifestDirectory {
                     } else {
                         ""
                     };
-                    loaded
-                        .problems
-                        .push(problem(&origin, format!("{error}{suffix}")));
+                    refused += 1;
+                    if refused <= MAX_PROBLEMS_PER_FILE {
+                        loaded
+                            .problems
+                            .push(problem(&origin, format!("{error}{suffix}")));
+                    }
                     loaded.objects.extend(kept);
                 }
             }
+        }
+        if refused > MAX_PROBLEMS_PER_FILE {
+            loaded.problems.push(problem(
+                &display,
+                format!(
+                    "and {} more documents that do not convert (only the first {MAX_PROBLEMS_PER_FILE} are listed)",
+                    refused - MAX_PROBLEMS_PER_FILE
+                ),
+            ));
         }
         for key in previous.objects.difference(&loaded.objects) {
             self.owners.remove(key);
@@ -285,6 +298,39 @@ impl ManifestDirectory {
             .display()
             .to_string()
     }
+}
+
+/// The largest manifest file read. A directory of generated Routes runs to a few MiB; a file
+/// far beyond that is a mistake (a log, a dump) whose parse would hold many times its size in
+/// memory, so it is refused and what it last held keeps serving.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Documents of one file reported one by one; beyond that, a count (a file of 100,000 broken
+/// documents must not become 100,000 problems in `/debug/routes`).
+const MAX_PROBLEMS_PER_FILE: usize = 20;
+
+/// A manifest file's text, read only up to [`MAX_FILE_BYTES`] whatever its size claims (it may
+/// grow while being read).
+fn read_manifest_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot read: {error}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read: {error}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "larger than the {} MiB a manifest file may be",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "not UTF-8 text (invalid bytes at offset {})",
+            error.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn problem(origin: &str, reason: String) -> SourceProblem {
