@@ -1088,3 +1088,149 @@ async fn a_stream_in_flight_finishes_on_its_provider_while_the_model_moves_to_an
     assert_eq!(first.requests().await[0]["body"]["stream"], true);
     assert!(!second.requests().await.is_empty());
 }
+
+#[tokio::test]
+async fn ai_keys_show_in_no_debug_log_page_metric_or_error_on_any_path() {
+    const CLIENT_MARKER: &str = "AUDIT-client-key-93ab0c";
+    const ROTATED_MARKER: &str = "AUDIT-rotated-client-key-41ff";
+    const PRESENTED_MARKER: &str = "AUDIT-presented-unknown-5d2e";
+    const PROVIDER_MARKER: &str = "sk-AUDIT-provider-7c1e";
+    const ROTATED_PROVIDER_MARKER: &str = "sk-AUDIT-provider-rotated-2b9d";
+    let mock = MockLlm::start("primary", PROVIDER_MARKER).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let config = ConfigDir::new();
+    let keys = |client: &str, provider: &str| {
+        vec![
+            client_key("audited", client, json!({"tier": "free"})),
+            provider_key("provider-key", provider),
+        ]
+    };
+    config.write("keys.yaml", &keys(CLIENT_MARKER, PROVIDER_MARKER));
+    let refused_after_one = json!({"quotas": [{"keys": {}, "requests": {"limit": 1, "per": "1h"}}],
+        "prompts": [{"name": "echo", "user": "{{text}}",
+            "variables": {"text": {"type": "string", "required": true}}}]});
+    config.write(
+        "models.yaml",
+        &[
+            ai_model(
+                "chat",
+                vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+                json!({}),
+            ),
+            ai_model(
+                "limited",
+                vec![provider("primary", "OpenAI", &mock, "mock", 0)],
+                refused_after_one,
+            ),
+            // Connect errors, then a provider that refuses the credential.
+            ai_model(
+                "failing",
+                vec![
+                    json!({"name": "down", "type": "OpenAI", "model": "m",
+                        "endpoint": {"url": closed_url},
+                        "credentials": {"secretRef": {"name": "provider-key", "key": "apiKey"}}}),
+                    provider("primary", "Anthropic", &mock, "mock+status-401", 1),
+                ],
+                json!({}),
+            ),
+        ],
+    );
+    let weir = Weir::start_with_env(&config, &[], &[("RUST_LOG", "debug")]).await;
+
+    let mut answers = Vec::new();
+    let mut call = async |key: &str, path: &str, body: Value| {
+        let reply = weir
+            .proxy()
+            .request(http::Method::POST, "ai", path)
+            .header("authorization", &format!("Bearer {key}"))
+            .body(body.to_string())
+            .send()
+            .await;
+        answers.push(format!(
+            "{} {:?} {}",
+            reply.status, reply.headers, reply.body
+        ));
+        reply.status
+    };
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        call(CLIENT_MARKER, "/v1/chat/completions", chat("chat")).await,
+        200
+    );
+    let stream =
+        json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        call(CLIENT_MARKER, "/v1/chat/completions", stream).await,
+        200
+    );
+    assert_eq!(
+        call(PRESENTED_MARKER, "/v1/chat/completions", chat("chat")).await,
+        401
+    );
+    assert_eq!(
+        call(CLIENT_MARKER, "/v1/chat/completions", chat("failing")).await,
+        401
+    );
+    let prompt = json!({"variables": {"text": "hello"}});
+    assert_eq!(
+        call(CLIENT_MARKER, "/prompts/echo", prompt.clone()).await,
+        200
+    );
+    assert_eq!(call(CLIENT_MARKER, "/prompts/echo", prompt).await, 429);
+    let messages =
+        json!({"model": "chat", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(call(CLIENT_MARKER, "/v1/messages", messages).await, 200);
+
+    // Both keys rotate: the old ones stop working, the new ones serve.
+    config.write("keys.yaml", &keys(ROTATED_MARKER, ROTATED_PROVIDER_MARKER));
+    let rotated = MockLlm::start("rotated", ROTATED_PROVIDER_MARKER).await;
+    config.write(
+        "models.yaml",
+        &[ai_model(
+            "chat",
+            vec![provider("primary", "OpenAI", &rotated, "mock", 0)],
+            json!({}),
+        )],
+    );
+    weir_e2e::eventually("the rotated keys serve", async || {
+        match call(ROTATED_MARKER, "/v1/chat/completions", chat("chat")).await {
+            http::StatusCode::OK => Ok(()),
+            status => Err(status.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(
+        call(CLIENT_MARKER, "/v1/chat/completions", chat("chat")).await,
+        401
+    );
+
+    let debug = weir.debug_routes().await.to_string();
+    let metrics = weir
+        .admin()
+        .request(http::Method::GET, "admin", "/metrics")
+        .send()
+        .await
+        .body;
+    let logs = weir.log_lines_with("").join("\n");
+    assert!(logs.contains("DEBUG"), "the log is at debug level");
+    let answers = answers.join("\n");
+    for marker in [
+        CLIENT_MARKER,
+        ROTATED_MARKER,
+        PRESENTED_MARKER,
+        PROVIDER_MARKER,
+        ROTATED_PROVIDER_MARKER,
+    ] {
+        for (place, text) in [
+            ("/debug/routes", &debug),
+            ("/metrics", &metrics),
+            ("the log", &logs),
+            ("an answer", &answers),
+        ] {
+            assert!(!text.contains(marker), "{place} shows {marker}");
+        }
+    }
+}
