@@ -5,6 +5,7 @@
 
 mod ai;
 mod ai_usage;
+mod endpoints;
 mod failures;
 mod filters;
 mod hardening;
