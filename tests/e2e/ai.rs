@@ -1234,3 +1234,111 @@ async fn ai_keys_show_in_no_debug_log_page_metric_or_error_on_any_path() {
         }
     }
 }
+
+#[tokio::test]
+async fn retry_after_weights_and_hosts_shape_where_a_request_goes() {
+    let limited = MockLlm::start("limited", PROVIDER_KEY).await;
+    let heavy = MockLlm::start("heavy", PROVIDER_KEY).await;
+    let light = MockLlm::start("light", PROVIDER_KEY).await;
+    let backup = MockLlm::start("backup", PROVIDER_KEY).await;
+    let weighted = |mock: &MockLlm, name: &str, weight: u32| {
+        let mut entry = provider(name, "OpenAI", mock, name, 0);
+        entry["weight"] = json!(weight);
+        entry
+    };
+    let (_config, weir) = gateway(vec![
+        ai_model(
+            "short-wait",
+            vec![
+                provider(
+                    "limited",
+                    "OpenAI",
+                    &limited,
+                    "mock+status-429+retry-after-1",
+                    0,
+                ),
+                provider("backup", "OpenAI", &backup, "backup", 1),
+            ],
+            json!({"fallback": {"honorRetryAfterUpTo": "2s"}}),
+        ),
+        ai_model(
+            "long-wait",
+            vec![
+                provider(
+                    "limited",
+                    "OpenAI",
+                    &limited,
+                    "mock+status-429+retry-after-30",
+                    0,
+                ),
+                provider("backup", "OpenAI", &backup, "backup", 1),
+            ],
+            json!({"fallback": {"honorRetryAfterUpTo": "2s"}}),
+        ),
+        ai_model(
+            "weighted",
+            vec![weighted(&heavy, "heavy", 3), weighted(&light, "light", 1)],
+            json!({}),
+        ),
+        ai_model(
+            "hosted",
+            vec![provider("backup", "OpenAI", &backup, "backup", 0)],
+            json!({"hosts": ["ai.example.com"]}),
+        ),
+    ])
+    .await;
+    let chat = async |host: &str, model: &str| {
+        let reply = weir
+            .proxy()
+            .request(http::Method::POST, host, "/v1/chat/completions")
+            .header("authorization", &format!("Bearer {CLIENT_KEY}"))
+            .body(
+                json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+                    .to_string(),
+            )
+            .send()
+            .await;
+        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        (reply.status, body)
+    };
+
+    // A Retry-After within honorRetryAfterUpTo is waited out before the next provider; a
+    // longer one is not waited for at all.
+    let started = std::time::Instant::now();
+    let (status, body) = chat("ai", "short-wait").await;
+    assert_eq!(
+        (status.as_u16(), body["model"].clone()),
+        (200, json!("backup"))
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the 1 s Retry-After was not waited out"
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = chat("ai", "long-wait").await;
+    assert_eq!(
+        (status.as_u16(), body["model"].clone()),
+        (200, json!("backup"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "a 30 s Retry-After was waited for"
+    );
+
+    // Equal priorities share by weight, 3:1 (random, so within a wide margin: ±5σ).
+    for _ in 0..400 {
+        assert_eq!(chat("ai", "weighted").await.0, 200);
+    }
+    let (to_heavy, to_light) = (heavy.requests().await.len(), light.requests().await.len());
+    assert_eq!(to_heavy + to_light, 400);
+    assert!(
+        (250..=350).contains(&to_heavy),
+        "heavy {to_heavy}, light {to_light}"
+    );
+
+    // A model with hosts is found only on them.
+    assert_eq!(chat("ai.example.com", "hosted").await.0, 200);
+    let (status, body) = chat("other.example.com", "hosted").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "model_not_found");
+}
