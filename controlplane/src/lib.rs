@@ -15,6 +15,7 @@
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod kinds;
+pub mod leader;
 pub mod reconciler;
 pub mod refs;
 pub mod report;

@@ -147,8 +147,9 @@ impl Cluster {
         }
     }
 
-    /// A kubeconfig for a ServiceAccount bound to exactly Weir's ClusterRole
-    /// (`examples/deploy/rbac.yaml`), as Weir runs in a real cluster.
+    /// A kubeconfig for a ServiceAccount bound to exactly Weir's ClusterRole, and in
+    /// `namespace` to exactly its Role (both `examples/deploy/rbac.yaml`), as Weir runs in a
+    /// real cluster.
     pub async fn weir_identity(&self, namespace: &str) -> PathBuf {
         self.apply_cluster_wide("examples/deploy/rbac.yaml");
         let client = self.admin().await;
@@ -185,6 +186,7 @@ impl Cluster {
             .create(&PostParams::default(), &binding)
             .await
             .expect("binding the weir ClusterRole");
+        self.bind_weir_roles(namespace);
         let token = Api::<ServiceAccount>::namespaced(client, namespace)
             .create_token_request("weir", &PostParams::default(), &TokenRequest::default())
             .await
@@ -206,6 +208,43 @@ impl Cluster {
         let path = self.dir.join(format!("weir-{namespace}.kubeconfig"));
         std::fs::write(&path, minted.stdout).expect("writing the weir kubeconfig");
         path
+    }
+
+    /// Makes each Role of `examples/deploy/rbac.yaml` (its rules as written) in `namespace`,
+    /// Weir's namespace in the test, and binds it to the `weir` ServiceAccount there.
+    fn bind_weir_roles(&self, namespace: &str) {
+        let path = repo_root().join("examples/deploy/rbac.yaml");
+        let listed = self.kubectl(&[
+            "apply",
+            "--dry-run=client",
+            "-o",
+            "json",
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        let listed: serde_json::Value = serde_json::from_str(&listed).expect("kubectl's JSON");
+        let roles: Vec<serde_json::Value> = listed["items"]
+            .as_array()
+            .expect("a List")
+            .iter()
+            .filter(|object| object["kind"] == "Role")
+            .cloned()
+            .collect();
+        assert!(!roles.is_empty(), "rbac.yaml has a Role (leader election)");
+        let mut objects = Vec::new();
+        for mut role in roles {
+            role["metadata"]["namespace"] = namespace.into();
+            let name = role["metadata"]["name"].clone();
+            objects.push(role);
+            objects.push(serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": "weir", "namespace": namespace}],
+            }));
+        }
+        self.apply(namespace, &objects);
     }
 
     /// Installs the Route CRD from `crds/route.yaml` and waits until it is Established.

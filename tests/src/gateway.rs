@@ -214,6 +214,11 @@ impl Weir {
         self.process.terminate();
     }
 
+    /// Sends SIGKILL: a crash, nothing runs on the way out.
+    pub fn kill(&self) {
+        self.process.kill();
+    }
+
     /// How the process exited; panics if it is still running after `within`.
     pub async fn exit_status(&mut self, within: Duration) -> ExitStatus {
         self.process

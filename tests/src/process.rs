@@ -42,6 +42,13 @@ impl Process {
             .expect("the child is ours to signal");
     }
 
+    /// Sends SIGKILL, as a crash or an OOM kill would end the process.
+    pub(crate) fn kill(&self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL)
+            .expect("the child is ours to signal");
+    }
+
     /// The exit status, polled for at most `within`; `None` if it is still running.
     pub(crate) async fn exit_status(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = tokio::time::Instant::now() + within;

@@ -12,6 +12,18 @@
 //! two workers at once, and a failed write is retried with per-object backoff. An ejection ends
 //! by time alone, so a model showing one is queued again for the moment it ends. Status is
 //! written with server-side apply, so Weir owns its fields and nothing else.
+//!
+//! With several replicas, only the one the election ([`crate::leader`]) makes leader writes.
+//! Every replica keeps taking verdicts, so a follower knows what each status should be; a
+//! write it would make is skipped (and counted as missed), not queued again. On becoming
+//! leader, or when a skip happened while it led (its leadership ran out between renewals), it
+//! queues every object again, so whatever the old leader did not write is written: no update
+//! is lost. On losing leadership it stops before its next write; a write already in flight
+//! may still land (a graceful stand-down waits for it before releasing the Lease). Such a
+//! write is harmless: every replica applies the whole status with the same field manager
+//! (`weir`, forced), computed from the same objects, so the new leader's apply of the same
+//! object replaces it whole rather than merging with it, and the new leader writes every
+//! object once on taking over.
 
 mod aimodel;
 mod route;
@@ -28,6 +40,10 @@ use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
 };
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -36,7 +52,10 @@ use weir_contract::{
 };
 use weir_informer::queue::{QueueConfig, WorkQueue};
 
-use crate::kinds::{Kind, ObjectKey};
+use crate::{
+    kinds::{Kind, ObjectKey},
+    leader::Leadership,
+};
 
 /// The field manager Weir's status writes are recorded under.
 pub const FIELD_MANAGER: &str = "weir";
@@ -65,6 +84,8 @@ struct StatusState {
     ejected: EjectedProviders,
     /// Each object's conditions as last written.
     written: HashMap<ObjectKey, WrittenConditions>,
+    /// A write was skipped for want of leadership since every object was last queued.
+    missed_writes: bool,
 }
 
 impl StatusState {
@@ -141,23 +162,90 @@ struct Status {
     changes_at: Option<SystemTime>,
 }
 
+/// The status writer's metrics.
+#[derive(Clone, Default)]
+pub struct StatusMetrics {
+    writes: Family<Vec<(&'static str, &'static str)>, Counter>,
+}
+
+impl StatusMetrics {
+    /// Registers `status_writes_total{kind}`: statuses this replica applied.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "status_writes",
+            "Statuses this replica applied to the API server (only the leader applies any)",
+            self.writes.clone(),
+        );
+    }
+
+    fn written(&self, kind: Kind) {
+        let kind = match kind {
+            Kind::Route => "Route",
+            Kind::AIModel => "AIModel",
+            _ => "other",
+        };
+        self.writes.get_or_create(&vec![("kind", kind)]).inc();
+    }
+}
+
+/// What the writer's workers share.
+#[derive(Clone)]
+struct Writer {
+    client: Client,
+    state: Arc<Mutex<StatusState>>,
+    queue: Arc<WorkQueue<ObjectKey>>,
+    leadership: Leadership,
+    metrics: StatusMetrics,
+}
+
 /// Writes the status of every object of every snapshot, and the data plane's ejections on
-/// their AIModels, until `snapshots` closes.
+/// their AIModels, while `leadership` says this replica leads, until `snapshots` closes.
 pub async fn run(
     client: Client,
     mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     mut ejections: watch::Receiver<EjectedProviders>,
     queue: Arc<WorkQueue<ObjectKey>>,
+    mut leadership: Leadership,
+    metrics: StatusMetrics,
 ) {
     let state = Arc::new(Mutex::new(StatusState::default()));
-    let workers = tokio::spawn(queue.clone().run(CONCURRENT_WRITES, {
-        let (state, queue) = (state.clone(), queue.clone());
-        move |key: ObjectKey| write_status(client.clone(), state.clone(), queue.clone(), key)
+    let writer = Writer {
+        client,
+        state: state.clone(),
+        queue: queue.clone(),
+        leadership: leadership.clone(),
+        metrics,
+    };
+    let workers = tokio::spawn(queue.clone().run(CONCURRENT_WRITES, move |key: ObjectKey| {
+        write_status(writer.clone(), key)
     }));
 
     // A data plane that goes away leaves its last word standing; statuses go on being written.
     let mut ejections_open = true;
+    let mut was_leading = false;
     loop {
+        let leading = leadership.is_leading();
+        if leading {
+            let every_object = {
+                let mut state = lock(&state);
+                let missed = std::mem::take(&mut state.missed_writes);
+                if !was_leading || missed {
+                    state.desired.keys().cloned().collect()
+                } else {
+                    Vec::new()
+                }
+            };
+            if !was_leading {
+                tracing::info!(
+                    objects = every_object.len(),
+                    "leading: writing every status"
+                );
+            }
+            for key in every_object {
+                queue.add(key);
+            }
+        }
+        was_leading = leading;
         let snapshot = snapshots.borrow_and_update().clone();
         let ejected = ejections.borrow_and_update().clone();
         let stale = {
@@ -174,22 +262,34 @@ pub async fn run(
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
             changed = ejections.changed(), if ejections_open => ejections_open = changed.is_ok(),
+            () = leadership.changed() => {}
         }
     }
     queue.shut_down();
     let _ = workers.await;
 }
 
-/// Writes one object's status; an object that is gone needs none.
-async fn write_status(
-    client: Client,
-    state: Arc<Mutex<StatusState>>,
-    queue: Arc<WorkQueue<ObjectKey>>,
-    key: ObjectKey,
-) -> Result<(), kube::Error> {
+/// Writes one object's status if this replica leads; an object that is gone needs none.
+async fn write_status(writer: Writer, key: ObjectKey) -> Result<(), kube::Error> {
+    let Writer {
+        client,
+        state,
+        queue,
+        leadership,
+        metrics,
+    } = writer;
     let now = SystemTime::now();
-    let Some((verdict, status)) = lock(&state).status_of(&key, now) else {
-        return Ok(());
+    let (verdict, status, _permit) = {
+        let mut state = lock(&state);
+        let Some(permit) = leadership.permit() else {
+            // Not queued again: whoever leads next queues every object on taking over.
+            state.missed_writes = true;
+            return Ok(());
+        };
+        let Some((verdict, status)) = state.status_of(&key, now) else {
+            return Ok(());
+        };
+        (verdict, status, permit)
     };
     let applied = match &verdict {
         Verdict::Route(_) => apply_status::<weir_crds::Route>(client, &key.id, status.body).await,
@@ -201,6 +301,7 @@ async fn write_status(
         return Ok(());
     }
     tracing::debug!(object = %key, "status written");
+    metrics.written(key.kind);
     lock(&state).written.insert(key.clone(), status.conditions);
     if let Some(at) = status.changes_at {
         queue.add_after(key, at.duration_since(now).unwrap_or_default());

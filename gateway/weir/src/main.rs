@@ -4,6 +4,11 @@
 //! providers to the status writer, the one thing the data plane tells the control plane. It
 //! owns the metrics registry every component registers in.
 //!
+//! In a cluster every replica serves traffic, and the status writer writes only while this
+//! replica holds the leader-election Lease (`weir_controlplane::leader`). On SIGTERM the
+//! Lease is released at once, before the drain, so another replica takes over status writing
+//! without waiting for the Lease to expire.
+//!
 //! ```text
 //! files | kubernetes --SourceEvent--> reconciler --Snapshot--> apply_snapshots --> ArcSwap<RoutingTable> --> proxy threads
 //!                                                          \--> status writer (cluster) <--EjectedProviders-- table compiler
@@ -21,7 +26,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use weir_contract::NamespacedName;
 use weir_controlplane::{
-    Reconciler, ReconcilerMetrics, reconciler,
+    Reconciler, ReconcilerMetrics, leader, reconciler,
     source::{files, kubernetes},
     status,
 };
@@ -129,6 +134,64 @@ struct Cli {
     /// Proxy threads, each with its own event loop (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Cluster mode: the Lease (coordination.k8s.io) that elects the one replica writing status.
+    #[arg(long, value_name = "NAME", default_value = "weir-status")]
+    leader_election_lease: String,
+    /// Cluster mode: the Lease's namespace (default: --namespace, else the service account's
+    /// or the kubeconfig's namespace).
+    #[arg(long, value_name = "NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Cluster mode: this replica's identity in the Lease (default: host name and pid).
+    #[arg(long, value_name = "ID", env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// Cluster mode: how long a Lease not renewed stays with its holder, that is how long a
+    /// leader that dies may leave status unwritten (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    leader_election_duration: Duration,
+    /// Cluster mode: how long the leader goes on writing status without renewing the Lease
+    /// (shorter than the duration; default: two thirds of it).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    leader_election_renew_deadline: Option<Duration>,
+    /// Cluster mode: how often the leader renews and the others try (default: a seventh of
+    /// the duration, at most 2s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    leader_election_retry_period: Option<Duration>,
+}
+
+impl Cli {
+    /// The leader election's settings; client-go's 15s/10s/2s by default.
+    fn election(&self, default_namespace: &str) -> leader::ElectionConfig {
+        let duration = self.leader_election_duration;
+        leader::ElectionConfig {
+            lease: self.leader_election_lease.clone(),
+            namespace: self
+                .leader_election_namespace
+                .clone()
+                .or_else(|| self.namespace.clone())
+                .unwrap_or_else(|| default_namespace.to_owned()),
+            identity: self
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(default_identity),
+            lease_duration: duration,
+            renew_deadline: self
+                .leader_election_renew_deadline
+                .unwrap_or(duration * 2 / 3),
+            retry_period: self
+                .leader_election_retry_period
+                .unwrap_or((duration / 7).min(Duration::from_secs(2))),
+        }
+    }
+}
+
+/// Host name (a pod's name, in a cluster) and pid: unique among replicas on one host too.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "weir".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -208,6 +271,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let reconciler_metrics = ReconcilerMetrics::default();
     reconciler_metrics.register(&mut registry);
 
+    // SIGINT/SIGTERM, seen by everyone who stops on it: the proxy drains, the election
+    // releases the Lease.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            // A dropped sender stops everyone too.
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut election = None;
+
     let compiler = TableCompiler::new(metrics);
     let (events, events_rx) = mpsc::channel(1024);
     let (snapshots, snapshots_rx) = watch::channel(None);
@@ -227,13 +306,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 route_selector: cli.selector.clone(),
             };
             tokio::spawn(kubernetes::run(factory, scope, events));
+            let leader_metrics = leader::LeaderMetrics::default();
+            leader_metrics.register(&mut registry);
+            let (leadership, elect) = leader::elect(
+                client.clone(),
+                cli.election(client.default_namespace()),
+                leader_metrics,
+                stopped(),
+            )?;
+            election = Some(tokio::spawn(elect));
             let status_queue = status::queue();
             status_queue.metrics().register(&mut registry);
+            let status_metrics = status::StatusMetrics::default();
+            status_metrics.register(&mut registry);
             tokio::spawn(status::run(
                 client,
                 snapshots_rx.clone(),
                 compiler.ejected_providers(),
                 status_queue,
+                leadership,
+                status_metrics,
             ));
             ("kubernetes".to_owned(), kubernetes::SOURCE_NAME)
         }
@@ -312,12 +404,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         listeners,
         threads,
         Arc::new(Proxy::new(table, proxy_settings)),
-        shutdown_signal(),
+        stopped(),
         settings,
     )
     .await
     .context("starting the proxy threads")?;
     admin_task.abort();
+    // The election stood down when the signal came; this waits for its release, if late.
+    if let Some(election) = election {
+        let _ = election.await;
+    }
     if drained {
         tracing::info!("drained, exiting");
     } else {
