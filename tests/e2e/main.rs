@@ -8,6 +8,7 @@ mod ai_usage;
 mod failures;
 mod filters;
 mod hardening;
+mod ingress;
 mod lifecycle;
 mod policy;
 mod protocols;
