@@ -162,3 +162,38 @@ pub fn provider_key(namespace: &str, name: &str, api_key: &str) -> Object {
         ..Default::default()
     }))
 }
+
+/// A self-signed ECDSA P-256 certificate for `shop.example.com` (valid for a century) and its
+/// key, PEM: a test-only pair, so translation tests need no certificate generator.
+pub const SHOP_CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBqjCCAVCgAwIBAgIUa9aN1iezrLX9tZSRbXZmV0BK+i0wCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTAgFw0yNjExMjUxNzEzNDhaGA8y
+MTI2MTEwMTE3MTM0OFowGzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABEqYiJ2Sx2gwSb6losnV+E9Mn0/k6BHO4ooH
+sGcdfUDOqVPeRLWtUyPlX4n7ztwWgfYKMFgl+Zlqbub/qqfqMNCjcDBuMB0GA1Ud
+DgQWBBQeC2HC/0Vac3gVAyNe7ZYpKv3b3jAfBgNVHSMEGDAWgBQeC2HC/0Vac3gV
+AyNe7ZYpKv3b3jAPBgNVHRMBAf8EBTADAQH/MBsGA1UdEQQUMBKCEHNob3AuZXhh
+bXBsZS5jb20wCgYIKoZIzj0EAwIDSAAwRQIgFH21rg7mcBs4GrqkLMVlixaY4eSA
++HsCZZOutLbZQw0CIQCg1J1A+biez93ABEuDBO/RamB7DF3lIOrcn+PVh1PtEQ==
+-----END CERTIFICATE-----
+";
+/// The key of [`SHOP_CERT_PEM`].
+pub const SHOP_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQghbhyCbghqaxF6krE
+rkpVdGSw9qwAICxLgW7XTQfa3OWhRANCAARKmIidksdoMEm+paLJ1fhPTJ9P5OgR
+zuKKB7BnHX1AzqlT3kS1rVMj5V+J+87cFoH2CjBYJfmZam7m/6qn6jDQ
+-----END PRIVATE KEY-----
+";
+
+/// A `kubernetes.io/tls` Secret holding `chain_pem` and `key_pem` as `stringData`.
+pub fn tls_secret(namespace: &str, name: &str, chain_pem: &str, key_pem: &str) -> Object {
+    Object::Secret(Arc::new(Secret {
+        metadata: meta(namespace, name),
+        type_: Some("kubernetes.io/tls".into()),
+        string_data: Some(BTreeMap::from([
+            ("tls.crt".into(), chain_pem.into()),
+            ("tls.key".into(), key_pem.into()),
+        ])),
+        ..Default::default()
+    }))
+}

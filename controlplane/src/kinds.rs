@@ -1,7 +1,8 @@
 //! The kinds of object Weir reads: the one place each kind is known.
 //!
 //! For every kind this module says how it is named in a manifest (apiVersion and kind), whether
-//! it is namespaced and how a missing namespace reads, which CRD (if any) must exist before it
+//! it is namespaced (a cluster-scoped kind, IngressClass, is filed under namespace `""`) and
+//! how a missing namespace reads, which CRD (if any) must exist before it
 //! can be watched, what counts as a change to it (a status-only write does not), and which
 //! other object a change to it stands for (an EndpointSlice's change is its Service's). The
 //! file source decodes documents with [`Object::decode`], the Kubernetes source starts one
@@ -13,16 +14,17 @@
 use std::{fmt, sync::Arc};
 
 use k8s_openapi::{
-    NamespaceResourceScope,
     api::{
         core::v1::{Secret, Service},
         discovery::v1::EndpointSlice,
+        networking::v1::{Ingress, IngressClass},
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use weir_contract::NamespacedName;
+use weir_informer::{Informer, InformerFactory, WatchScope};
 
 /// The label that makes a Secret a provider API key the AI gateway may read (value `"true"`).
 pub const AI_CREDENTIALS_LABEL: &str = "weir.dev/ai-credentials";
@@ -42,6 +44,10 @@ pub enum Kind {
     ClientKey,
     /// A Secret labelled `weir.dev/ai-credentials: "true"`: a provider's API key.
     ProviderKey,
+    /// `networking.k8s.io/v1` IngressClass: cluster-scoped, filed under namespace `""`.
+    IngressClass,
+    /// `networking.k8s.io/v1` Ingress; served when its class is Weir's.
+    Ingress,
 }
 
 /// What Weir knows about a kind.
@@ -58,6 +64,8 @@ pub struct KindInfo {
     pub field_selector: Option<&'static str>,
     /// In a cluster, only objects matching this label selector are watched.
     pub label_selector: Option<&'static str>,
+    /// Cluster-scoped (no namespace): its identity's namespace is `""`.
+    pub cluster_scoped: bool,
 }
 
 /// Every kind, in the order the store files them.
@@ -69,6 +77,7 @@ pub const KINDS: &[KindInfo] = &[
         crd: Some("routes.weir.dev"),
         field_selector: None,
         label_selector: None,
+        cluster_scoped: false,
     },
     KindInfo {
         kind: Kind::Service,
@@ -77,6 +86,7 @@ pub const KINDS: &[KindInfo] = &[
         crd: None,
         field_selector: None,
         label_selector: None,
+        cluster_scoped: false,
     },
     KindInfo {
         kind: Kind::EndpointSlice,
@@ -85,6 +95,7 @@ pub const KINDS: &[KindInfo] = &[
         crd: None,
         field_selector: None,
         label_selector: None,
+        cluster_scoped: false,
     },
     KindInfo {
         kind: Kind::Secret,
@@ -94,6 +105,7 @@ pub const KINDS: &[KindInfo] = &[
         // Weir reads certificates; other Secrets it neither needs nor should see.
         field_selector: Some("type=kubernetes.io/tls"),
         label_selector: None,
+        cluster_scoped: false,
     },
     KindInfo {
         kind: Kind::AIModel,
@@ -102,6 +114,7 @@ pub const KINDS: &[KindInfo] = &[
         crd: Some("aimodels.weir.dev"),
         field_selector: None,
         label_selector: None,
+        cluster_scoped: false,
     },
     // Client keys and provider keys are Secrets too, but only those labelled for the AI
     // gateway: Weir never lists the rest. A manifest `Secret` is filed by its labels.
@@ -112,6 +125,7 @@ pub const KINDS: &[KindInfo] = &[
         crd: None,
         field_selector: None,
         label_selector: Some("weir.dev/ai-key=true"),
+        cluster_scoped: false,
     },
     KindInfo {
         kind: Kind::ProviderKey,
@@ -121,6 +135,25 @@ pub const KINDS: &[KindInfo] = &[
         field_selector: None,
         // Disjoint from client keys, so no Secret is two objects of one informer's kind.
         label_selector: Some("weir.dev/ai-credentials=true,!weir.dev/ai-key"),
+        cluster_scoped: false,
+    },
+    KindInfo {
+        kind: Kind::IngressClass,
+        api_version: "networking.k8s.io/v1",
+        name: "IngressClass",
+        crd: None,
+        field_selector: None,
+        label_selector: None,
+        cluster_scoped: true,
+    },
+    KindInfo {
+        kind: Kind::Ingress,
+        api_version: "networking.k8s.io/v1",
+        name: "Ingress",
+        crd: None,
+        field_selector: None,
+        label_selector: None,
+        cluster_scoped: false,
     },
 ];
 
@@ -140,6 +173,18 @@ impl Kind {
             Kind::EndpointSlice => visitor.visit::<EndpointSlice>(self),
             Kind::Secret | Kind::ClientKey | Kind::ProviderKey => visitor.visit::<Secret>(self),
             Kind::AIModel => visitor.visit::<weir_crds::AIModel>(self),
+            Kind::IngressClass => visitor.visit::<IngressClass>(self),
+            Kind::Ingress => visitor.visit::<Ingress>(self),
+        }
+    }
+
+    /// The identity of an object of this kind: a cluster-scoped object's namespace is `""`,
+    /// a namespaced object's missing namespace reads as [`DEFAULT_NAMESPACE`].
+    pub fn object_id(self, meta: &ObjectMeta) -> NamespacedName {
+        if self.info().cluster_scoped {
+            NamespacedName::new("", meta.name.as_deref().unwrap_or_default())
+        } else {
+            object_id(meta)
         }
     }
 }
@@ -152,37 +197,66 @@ pub trait KindVisitor {
 
 /// A kind as a Rust type that can be watched in a cluster.
 pub trait Watched:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + fmt::Debug
-    + Send
-    + Sync
-    + 'static
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static
 {
     /// The object, as `kind` (one Rust type may serve several kinds, as Secret does).
     fn into_object(self: Arc<Self>, kind: Kind) -> Object;
+
+    /// The shared informer of this type (namespaced, or cluster-scoped for IngressClass).
+    fn informer(factory: &InformerFactory, scope: WatchScope) -> Arc<Informer<Self>>;
+}
+
+/// [`Watched::informer`] for a namespaced type.
+macro_rules! namespaced_informer {
+    () => {
+        fn informer(factory: &InformerFactory, scope: WatchScope) -> Arc<Informer<Self>> {
+            factory.namespaced::<Self>(scope)
+        }
+    };
 }
 
 impl Watched for weir_crds::Route {
     fn into_object(self: Arc<Self>, _: Kind) -> Object {
         Object::Route(self)
     }
+    namespaced_informer!();
 }
 
 impl Watched for Service {
     fn into_object(self: Arc<Self>, _: Kind) -> Object {
         Object::Service(self)
     }
+    namespaced_informer!();
 }
 
 impl Watched for EndpointSlice {
     fn into_object(self: Arc<Self>, _: Kind) -> Object {
         Object::EndpointSlice(self)
     }
+    namespaced_informer!();
+}
+
+impl Watched for Ingress {
+    fn into_object(self: Arc<Self>, _: Kind) -> Object {
+        Object::Ingress(self)
+    }
+    namespaced_informer!();
+}
+
+impl Watched for IngressClass {
+    fn into_object(self: Arc<Self>, _: Kind) -> Object {
+        Object::IngressClass(self)
+    }
+
+    /// IngressClasses are cluster-scoped: watched cluster-wide even with `--namespace`.
+    fn informer(factory: &InformerFactory, scope: WatchScope) -> Arc<Informer<Self>> {
+        factory.cluster::<Self>(scope)
+    }
 }
 
 impl Watched for Secret {
+    namespaced_informer!();
+
     fn into_object(self: Arc<Self>, kind: Kind) -> Object {
         match kind {
             Kind::ClientKey => Object::ClientKey(self),
@@ -196,6 +270,7 @@ impl Watched for weir_crds::AIModel {
     fn into_object(self: Arc<Self>, _: Kind) -> Object {
         Object::AIModel(self)
     }
+    namespaced_informer!();
 }
 
 /// An object's kind and identity.
@@ -241,6 +316,8 @@ pub enum Object {
     AIModel(Arc<weir_crds::AIModel>),
     ClientKey(Arc<Secret>),
     ProviderKey(Arc<Secret>),
+    IngressClass(Arc<IngressClass>),
+    Ingress(Arc<Ingress>),
 }
 
 impl fmt::Debug for Object {
@@ -250,6 +327,8 @@ impl fmt::Debug for Object {
             Object::Service(o) => f.debug_tuple("Service").field(o).finish(),
             Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
             Object::AIModel(o) => f.debug_tuple("AIModel").field(o).finish(),
+            Object::IngressClass(o) => f.debug_tuple("IngressClass").field(o).finish(),
+            Object::Ingress(o) => f.debug_tuple("Ingress").field(o).finish(),
             Object::Secret(secret) | Object::ClientKey(secret) | Object::ProviderKey(secret) => {
                 let keys: Vec<&String> = secret
                     .data
@@ -277,6 +356,8 @@ impl Object {
             Object::AIModel(_) => Kind::AIModel,
             Object::ClientKey(_) => Kind::ClientKey,
             Object::ProviderKey(_) => Kind::ProviderKey,
+            Object::IngressClass(_) => Kind::IngressClass,
+            Object::Ingress(_) => Kind::Ingress,
         }
     }
 
@@ -287,12 +368,15 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) | Object::ClientKey(o) | Object::ProviderKey(o) => &o.metadata,
             Object::AIModel(o) => &o.metadata,
+            Object::IngressClass(o) => &o.metadata,
+            Object::Ingress(o) => &o.metadata,
         }
     }
 
-    /// The object's kind and `namespace/name`.
+    /// The object's kind and `namespace/name` (`/name` when cluster-scoped).
     pub fn key(&self) -> ObjectKey {
-        ObjectKey::new(self.kind(), object_id(self.meta()))
+        let kind = self.kind();
+        ObjectKey::new(kind, kind.object_id(self.meta()))
     }
 
     /// Whether `self` and `newer` serve the same: a new version that only Weir's own status
@@ -315,6 +399,18 @@ impl Object {
             }
             (Object::AIModel(old), Object::AIModel(new)) => {
                 old.spec == new.spec && old.metadata.generation == new.metadata.generation
+            }
+            // Which Ingresses are Weir's depends on a class's controller and on its
+            // is-default-class annotation.
+            (Object::IngressClass(old), Object::IngressClass(new)) => {
+                old.spec == new.spec && old.metadata.annotations == new.metadata.annotations
+            }
+            // The legacy class annotation chooses the class; creation time breaks ties between
+            // default backends. Status (Weir's own write) is neither.
+            (Object::Ingress(old), Object::Ingress(new)) => {
+                old.spec == new.spec
+                    && old.metadata.annotations == new.metadata.annotations
+                    && old.metadata.creation_timestamp == new.metadata.creation_timestamp
             }
             (Object::Secret(old), Object::Secret(new))
             | (Object::ClientKey(old), Object::ClientKey(new))
@@ -345,7 +441,9 @@ impl Object {
             | Object::Secret(_)
             | Object::AIModel(_)
             | Object::ClientKey(_)
-            | Object::ProviderKey(_) => None,
+            | Object::ProviderKey(_)
+            | Object::IngressClass(_)
+            | Object::Ingress(_) => None,
         }
     }
 }
@@ -410,11 +508,20 @@ impl Object {
         let Some(name) = field(&document, "/metadata/name") else {
             return Err(DecodeError::NoName { kind: kind_name });
         };
-        let namespace =
-            field(&document, "/metadata/namespace").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        if let Some(metadata) = document.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            metadata.insert("namespace".into(), namespace.clone().into());
-        }
+        let namespace = if info.cluster_scoped {
+            // A namespace written on a cluster-scoped object means nothing, as in a cluster.
+            if let Some(metadata) = document.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                metadata.remove("namespace");
+            }
+            String::new()
+        } else {
+            let namespace = field(&document, "/metadata/namespace")
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+            if let Some(metadata) = document.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                metadata.insert("namespace".into(), namespace.clone().into());
+            }
+            namespace
+        };
         let invalid = |reason| DecodeError::Invalid {
             key: ObjectKey::new(
                 info.kind,
@@ -434,6 +541,8 @@ impl Object {
                 })
             }
             Kind::AIModel => convert(document).map(|o| Object::AIModel(Arc::new(o))),
+            Kind::IngressClass => convert(document).map(|o| Object::IngressClass(Arc::new(o))),
+            Kind::Ingress => convert(document).map(|o| Object::Ingress(Arc::new(o))),
         }
         .map_err(invalid)
     }
@@ -571,8 +680,30 @@ mod tests {
             Kind::AIModel,
             Kind::ClientKey,
             Kind::ProviderKey,
+            Kind::IngressClass,
+            Kind::Ingress,
         ] {
             assert_eq!(kind.info().kind, kind);
         }
+    }
+
+    #[test]
+    fn an_ingress_class_is_cluster_scoped_and_an_ingress_namespaced() {
+        let class = Object::decode(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "weir", "namespace": "ignored"},
+            "spec": {"controller": "weir.dev/ingress-controller"}
+        }))
+        .unwrap();
+        assert_eq!(
+            class.key(),
+            ObjectKey::new(Kind::IngressClass, NamespacedName::new("", "weir"))
+        );
+        let ingress = Object::decode(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "shop"}, "spec": {"ingressClassName": "weir"}
+        }))
+        .unwrap();
+        assert_eq!(ingress.key().to_string(), "Ingress default/shop");
     }
 }

@@ -10,6 +10,13 @@
 //! it looked up did (the dependency index says which); every other Route keeps its translated
 //! value, the very same `Arc`, which lets the data plane reuse what it built from it too.
 //!
+//! Ingresses of a Weir IngressClass go the same way, after the Routes: each is translated
+//! again when it, an object it looked up, or any IngressClass changed (a class change can make
+//! any Ingress Weir's or not). Their routes follow the Routes' in the snapshot, so an exact
+//! precedence tie between a Route and an Ingress goes to the Route; of the Ingresses' default
+//! backends only the oldest Ingress's is served (creation time, then `namespace/name`), after
+//! everything else.
+//!
 //! [`run`] drives it: events are applied as they arrive and a snapshot is published once the
 //! stream goes quiet for a moment (debounced), and only after every source has synced.
 
@@ -25,8 +32,8 @@ use prometheus_client::{
 };
 use tokio::sync::{mpsc, watch};
 use weir_contract::{
-    AiConfig, AiModel, AiModelReport, NamespacedName, Origin, ProviderReport, Route, RouteReport,
-    Snapshot, SourceProblem, TlsCertificate,
+    AiConfig, AiModel, AiModelReport, IngressReport, NamespacedName, Origin, ProviderReport, Route,
+    RouteReport, Snapshot, SourceProblem, TlsCertificate,
 };
 
 use crate::{
@@ -64,6 +71,18 @@ pub struct Reconciler {
     /// The AI gateway's configuration as last published; the same `Arc` while no model or
     /// client key changed.
     ai: Arc<AiConfig>,
+    /// What the last snapshot made of each Ingress; `None` for one whose class is not Weir's.
+    ingresses: HashMap<NamespacedName, Option<TranslatedIngress>>,
+}
+
+/// One Ingress of a Weir class as the last snapshot had it.
+struct TranslatedIngress {
+    routes: Vec<Arc<Route>>,
+    default_backend: Option<Arc<Route>>,
+    certificates: Vec<Arc<TlsCertificate>>,
+    report: Arc<IngressReport>,
+    /// Orders default backends: the oldest Ingress's is served.
+    created: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// One AIModel as the last snapshot had it.
@@ -127,8 +146,25 @@ impl Reconciler {
         let mut dirty: HashSet<NamespacedName> = HashSet::new();
         let mut ai_dirty: HashSet<NamespacedName> = HashSet::new();
         let mut keys_changed = false;
+        let mut ingress_dirty: HashSet<NamespacedName> = HashSet::new();
+        let mut classes_changed = false;
         for key in self.store.take_touched() {
+            ingress_dirty.extend(
+                self.store
+                    .refs()
+                    .referrers_of(&key)
+                    .filter(|referrer| referrer.kind == Kind::Ingress)
+                    .map(|referrer| referrer.id.clone()),
+            );
             match key.kind {
+                Kind::IngressClass => classes_changed = true,
+                Kind::Ingress => {
+                    if self.store.get(&key).is_none() {
+                        self.ingresses.remove(&key.id);
+                        self.store.refs_mut().remove_referrer(&key);
+                    }
+                    ingress_dirty.insert(key.id.clone());
+                }
                 Kind::ClientKey => keys_changed = true,
                 Kind::AIModel => {
                     if self.store.get(&key).is_none() {
@@ -194,6 +230,12 @@ impl Reconciler {
         for (route, looked_up) in references {
             self.store.refs_mut().set_references(&route, looked_up);
         }
+        let ingress_reports = self.ingresses(
+            &ingress_dirty,
+            classes_changed,
+            &mut routes,
+            &mut certificates,
+        );
         let (ai, ai_reports) = self.ai_config(&ai_dirty, keys_changed);
         let default_certificate = self.default_certificate();
         // A Secret's last good certificate is kept while something still refers to it.
@@ -217,12 +259,84 @@ impl Reconciler {
             certificates,
             default_certificate,
             reports,
+            ingress_reports,
             ai,
             ai_reports,
             source_problems,
             reconcile_duration: started.elapsed(),
             ..Snapshot::default()
         }
+    }
+
+    /// The Ingresses of Weir's classes: their routes and certificates appended (after the
+    /// Routes'), the oldest default backend last; returns their reports.
+    fn ingresses(
+        &mut self,
+        dirty: &HashSet<NamespacedName>,
+        classes_changed: bool,
+        routes: &mut Vec<Arc<Route>>,
+        certificates: &mut Vec<Arc<TlsCertificate>>,
+    ) -> Vec<Arc<IngressReport>> {
+        let classes: Vec<&k8s_openapi::api::networking::v1::IngressClass> =
+            self.store.ingress_classes().collect();
+        let mut references = Vec::new();
+        let mut reports = Vec::new();
+        let mut default_backends = Vec::new();
+        for (id, ingress, origin) in self.store.ingresses() {
+            if classes_changed || dirty.contains(id) || !self.ingresses.contains_key(id) {
+                let key = ObjectKey::new(Kind::Ingress, id.clone());
+                let translated = if translate::ingress::is_weirs(ingress, classes.iter().copied()) {
+                    let mut lookup = Lookup::new(&self.store, &mut self.certificates);
+                    let translated = translate::ingress::translate(id, ingress, &mut lookup);
+                    references.push((key, lookup.into_references()));
+                    Some(TranslatedIngress {
+                        routes: translated.routes.into_iter().map(Arc::new).collect(),
+                        default_backend: translated.default_backend.map(Arc::new),
+                        certificates: translated.certificates,
+                        report: Arc::new(IngressReport {
+                            id: id.clone(),
+                            origin: origin.clone(),
+                            generation: ingress.metadata.generation,
+                            problems: translated.problems,
+                        }),
+                        created: ingress.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    })
+                } else {
+                    // Not Weir's: it refers to nothing Weir needs to follow for it.
+                    references.push((key, Default::default()));
+                    None
+                };
+                self.ingresses.insert(id.clone(), translated);
+            }
+            let Some(translated) = &self.ingresses[id] else {
+                continue;
+            };
+            routes.extend(translated.routes.iter().cloned());
+            certificates.extend(translated.certificates.iter().cloned());
+            if let Some(default) = &translated.default_backend {
+                default_backends.push((translated.created, id.clone(), default.clone()));
+            }
+            reports.push(translated.report.clone());
+        }
+        // A missing creation time (a manifest file) sorts first: files are the operator's own.
+        default_backends.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        if let Some((_, winner, default)) = default_backends.first() {
+            routes.push(default.clone());
+            for (_, id, _) in &default_backends[1..] {
+                if let Some(report) = reports.iter_mut().find(|r| r.id == *id) {
+                    let mut shadowed = (**report).clone();
+                    shadowed.problems.push(format!(
+                        "spec.defaultBackend: not served; Ingress {winner} is older and its \
+                         default backend catches what no rule matches"
+                    ));
+                    *report = Arc::new(shadowed);
+                }
+            }
+        }
+        for (ingress, looked_up) in references {
+            self.store.refs_mut().set_references(&ingress, looked_up);
+        }
+        reports
     }
 
     /// The AI gateway's models and keys: models translated again when they or what they
@@ -760,6 +874,123 @@ mod tests {
             snapshot.ai_reports[0].refs_resolved(),
             "the Secret appearing resolves the provider: {:?}",
             snapshot.ai_reports[0]
+        );
+    }
+
+    fn weir_class(default: bool) -> Object {
+        let annotations = if default {
+            serde_json::json!({"ingressclass.kubernetes.io/is-default-class": "true"})
+        } else {
+            serde_json::json!({})
+        };
+        Object::decode(serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "weir", "annotations": annotations},
+            "spec": {"controller": translate::ingress::CONTROLLER}
+        }))
+        .unwrap()
+    }
+
+    /// Ingress `name` (no class named) created at `created`, with a default backend `echo`.
+    fn ingress_with_default_backend(name: &str, created: &str) -> Object {
+        Object::decode(serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"defaultBackend": {"service": {"name": "echo", "port": {"number": 8080}}}}
+        }))
+        .unwrap()
+    }
+
+    fn route_ids(snapshot: &Snapshot) -> Vec<String> {
+        snapshot.routes.iter().map(|r| r.id.to_string()).collect()
+    }
+
+    #[test]
+    fn of_several_default_backends_the_oldest_ingress_is_served_and_the_others_told() {
+        let mut objects = echo_backend();
+        objects.push(weir_class(true));
+        objects.push(ingress_with_default_backend(
+            "a-young",
+            "2024-02-01T00:00:00Z",
+        ));
+        objects.push(ingress_with_default_backend(
+            "b-old",
+            "2024-01-01T00:00:00Z",
+        ));
+        let snapshot = reconciler_with(objects).snapshot();
+        assert_eq!(
+            route_ids(&snapshot),
+            ["ingress:default/b-old#defaultBackend"]
+        );
+        let young = &snapshot.ingress_reports[0];
+        assert_eq!(young.id.name, "a-young");
+        assert!(
+            young.problems[0].contains("Ingress default/b-old is older"),
+            "{:?}",
+            young.problems
+        );
+        assert!(snapshot.ingress_reports[1].problems.is_empty());
+    }
+
+    #[test]
+    fn a_class_change_makes_ingresses_weirs_or_not() {
+        let mut objects = echo_backend();
+        objects.push(weir_class(false));
+        objects.push(ingress_with_default_backend("shop", "2024-01-01T00:00:00Z"));
+        let mut reconciler = reconciler_with(objects);
+        let snapshot = reconciler.snapshot();
+        assert!(
+            snapshot.routes.is_empty(),
+            "names no class and none is default"
+        );
+        assert!(snapshot.ingress_reports.is_empty());
+
+        reconciler.handle(SourceEvent::Apply {
+            object: weir_class(true),
+            origin: Origin::Cluster,
+        });
+        let snapshot = reconciler.snapshot();
+        assert_eq!(
+            route_ids(&snapshot),
+            ["ingress:default/shop#defaultBackend"]
+        );
+
+        reconciler.handle(SourceEvent::Delete(weir_class(true).key()));
+        assert!(reconciler.snapshot().routes.is_empty());
+    }
+
+    #[test]
+    fn routes_come_before_ingresses_so_a_route_wins_an_exact_tie() {
+        let mut objects = echo_backend();
+        objects.push(weir_class(true));
+        objects.push(ingress_with_default_backend(
+            "z-first-by-time",
+            "2020-01-01T00:00:00Z",
+        ));
+        objects.push(
+            Object::decode(serde_json::json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "a-shop"},
+                "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "echo", "port": {"number": 8080}}}}]}}]}
+            }))
+            .unwrap(),
+        );
+        objects.push(fixtures::route(
+            "zz",
+            "echo",
+            &[],
+            "/",
+            IntOrString::Int(8080),
+        ));
+        let snapshot = reconciler_with(objects).snapshot();
+        assert_eq!(
+            route_ids(&snapshot),
+            [
+                "zz/echo",
+                "ingress:default/a-shop#*",
+                "ingress:default/z-first-by-time#defaultBackend"
+            ]
         );
     }
 

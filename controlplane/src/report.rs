@@ -109,6 +109,29 @@ pub fn log_changes(previous: Option<&Snapshot>, next: &Snapshot) {
             ),
         }
     }
+    // An Ingress has no conditions: its problems are told here, and in /debug/routes.
+    let old_ingresses: HashMap<_, _> = previous
+        .map(|p| p.ingress_reports.iter().map(|r| (&r.id, r)).collect())
+        .unwrap_or_default();
+    for report in &next.ingress_reports {
+        if old_ingresses
+            .get(&report.id)
+            .is_some_and(|old| Arc::ptr_eq(old, report) || *old == report)
+        {
+            continue;
+        }
+        let origin = report.origin.to_string();
+        if report.problems.is_empty() {
+            tracing::info!(ingress = %report.id, origin, "ingress served");
+        } else {
+            tracing::warn!(
+                ingress = %report.id,
+                origin,
+                problems = %report.problems.join("; "),
+                "ingress has problems"
+            );
+        }
+    }
     let old_problems = previous
         .map(|p| p.source_problems.as_slice())
         .unwrap_or_default();

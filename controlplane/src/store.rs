@@ -15,6 +15,7 @@ use std::{
 use k8s_openapi::api::{
     core::v1::{Secret, Service},
     discovery::v1::EndpointSlice,
+    networking::v1::{Ingress, IngressClass},
 };
 use weir_contract::{NamespacedName, Origin};
 
@@ -103,6 +104,24 @@ impl Store {
         self.of_kind(Kind::AIModel)
             .filter_map(|(key, stored)| match &stored.object {
                 Object::AIModel(model) => Some((&key.id, model, &stored.origin)),
+                _ => None,
+            })
+    }
+
+    /// Every Ingress with where it came from, in `namespace/name` order.
+    pub fn ingresses(&self) -> impl Iterator<Item = (&NamespacedName, &Arc<Ingress>, &Origin)> {
+        self.of_kind(Kind::Ingress)
+            .filter_map(|(key, stored)| match &stored.object {
+                Object::Ingress(ingress) => Some((&key.id, ingress, &stored.origin)),
+                _ => None,
+            })
+    }
+
+    /// Every IngressClass, in name order.
+    pub fn ingress_classes(&self) -> impl Iterator<Item = &IngressClass> {
+        self.of_kind(Kind::IngressClass)
+            .filter_map(|(_, stored)| match &stored.object {
+                Object::IngressClass(class) => Some(&**class),
                 _ => None,
             })
     }

@@ -9,6 +9,7 @@ mod endpoints;
 mod failures;
 mod filters;
 mod hardening;
+mod ingress;
 mod lifecycle;
 mod policy;
 mod protocols;

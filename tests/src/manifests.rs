@@ -1,5 +1,5 @@
-//! Builders for the manifests a test writes: Services, EndpointSlices, Secrets, Routes and
-//! AIModels.
+//! Builders for the manifests a test writes: Services, EndpointSlices, Secrets, Routes,
+//! AIModels, IngressClasses and Ingresses.
 //!
 //! Each builder makes the smallest object that says what the test needs, as a JSON value in
 //! exactly the shape a user would write in YAML; [`to_yaml`] renders them. Every Service has
@@ -138,6 +138,83 @@ fn slice(name: &str, service: &str, addresses: &[SocketAddr], ready: bool) -> Va
         "endpoints": endpoints,
         "ports": [{"name": "http", "port": port.unwrap_or(SERVICE_PORT)}],
     })
+}
+
+/// An IngressClass `name` for `controller` (Weir's is `weir.dev/ingress-controller`),
+/// annotated as the default class when `default`.
+pub fn ingress_class(name: &str, controller: &str, default: bool) -> Value {
+    let mut class = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": name},
+        "spec": {"controller": controller},
+    });
+    if default {
+        class["metadata"]["annotations"] =
+            json!({"ingressclass.kubernetes.io/is-default-class": "true"});
+    }
+    class
+}
+
+/// An Ingress `name`, shaped by the [`Ingress`] methods; every backend is a Service's `http`
+/// port.
+pub fn ingress(name: &str) -> Ingress {
+    Ingress {
+        value: json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": name},
+            "spec": {},
+        }),
+    }
+}
+
+/// An Ingress manifest being built.
+pub struct Ingress {
+    value: Value,
+}
+
+impl Ingress {
+    /// `spec.ingressClassName`.
+    pub fn class(mut self, class: &str) -> Self {
+        self.value["spec"]["ingressClassName"] = class.into();
+        self
+    }
+
+    /// A rule for `host` (`""`: every host) with one path of `path_type` to `service`.
+    pub fn path(mut self, host: &str, path_type: &str, path: &str, service: &str) -> Self {
+        let mut rule = json!({"http": {"paths": [{
+            "path": path, "pathType": path_type,
+            "backend": {"service": {"name": service, "port": {"name": "http"}}},
+        }]}});
+        if !host.is_empty() {
+            rule["host"] = host.into();
+        }
+        push(&mut self.value["spec"]["rules"], rule);
+        self
+    }
+
+    /// `spec.defaultBackend`: `service`, port number [`SERVICE_PORT`].
+    pub fn default_backend(mut self, service: &str) -> Self {
+        self.value["spec"]["defaultBackend"] =
+            json!({"service": {"name": service, "port": {"number": SERVICE_PORT}}});
+        self
+    }
+
+    /// A `spec.tls` entry: the certificate in Secret `secret` for `hosts`.
+    pub fn tls(mut self, secret: &str, hosts: &[&str]) -> Self {
+        push(
+            &mut self.value["spec"]["tls"],
+            json!({"secretName": secret, "hosts": hosts}),
+        );
+        self
+    }
+}
+
+impl From<Ingress> for Value {
+    fn from(ingress: Ingress) -> Self {
+        ingress.value
+    }
 }
 
 /// A Route `name` with one rule, shaped by the [`Route`] methods.

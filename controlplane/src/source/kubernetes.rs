@@ -20,7 +20,7 @@ use weir_contract::Origin;
 use weir_informer::{InformerEvent, InformerFactory, WatchScope};
 
 use crate::{
-    kinds::{KINDS, Kind, KindVisitor, ObjectKey, Watched, object_id},
+    kinds::{KINDS, Kind, KindVisitor, ObjectKey, Watched},
     source::SourceEvent,
 };
 
@@ -137,7 +137,7 @@ impl KindVisitor for Starter {
             },
             field_selector: kind.info().field_selector.map(str::to_owned),
         };
-        let informer = self.factory.namespaced::<K>(watch_scope);
+        let informer = K::informer(&self.factory, watch_scope);
         let mut informer_events = informer.subscribe();
         let events = self.events.clone();
         let synced = self.synced.clone();
@@ -151,7 +151,7 @@ impl KindVisitor for Starter {
                         }
                     }
                     InformerEvent::Deleted { object, .. } => {
-                        SourceEvent::Delete(ObjectKey::new(kind, object_id(object.meta())))
+                        SourceEvent::Delete(ObjectKey::new(kind, kind.object_id(object.meta())))
                     }
                     InformerEvent::Synced => {
                         let _ = synced.send(kind);

@@ -5,7 +5,8 @@
 //! know: `Accepted` (is the spec valid and served) and `ResolvedRefs` (did every reference
 //! resolve), both with `observedGeneration`; `lastTransitionTime` moves only when a condition's
 //! status flips. What else each kind's status holds is its own module's ([`route`],
-//! [`aimodel`]); this one owns when and how a status is written.
+//! [`aimodel`], [`ingress`]); this one owns when and how a status is written. An Ingress of a
+//! Weir class gets `status.loadBalancer` with the published address, when one is given.
 //!
 //! Writes go through one work queue keyed by kind and name: only objects whose verdict changed
 //! (or, for an AIModel, whose ejected providers did) are written, an object is never written by
@@ -26,7 +27,10 @@
 //! object once on taking over.
 
 mod aimodel;
+mod ingress;
 mod route;
+
+pub use ingress::{InvalidAddress, PublishedAddress};
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -73,11 +77,15 @@ pub fn queue() -> Arc<WorkQueue<ObjectKey>> {
 enum Verdict {
     Route(Arc<RouteReport>),
     AiModel(Arc<AiModelReport>),
+    /// An Ingress Weir serves: its status is the published address alone.
+    Ingress,
 }
 
 /// Everything the writer knows, behind one lock that no `.await` holds.
 #[derive(Default)]
 struct StatusState {
+    /// Written on the Ingresses Weir serves; none are written without it.
+    published: Option<PublishedAddress>,
     /// The verdict to write, by object.
     desired: HashMap<ObjectKey, Verdict>,
     /// The providers the data plane skips, as it last said.
@@ -108,9 +116,19 @@ impl StatusState {
                 let key = ObjectKey::new(Kind::AIModel, report.id.clone());
                 (key, Verdict::AiModel(report.clone()))
             });
+        let ingresses = snapshot
+            .ingress_reports
+            .iter()
+            .filter(|report| report.origin == Origin::Cluster && self.published.is_some())
+            .map(|report| {
+                (
+                    ObjectKey::new(Kind::Ingress, report.id.clone()),
+                    Verdict::Ingress,
+                )
+            });
         let mut stale = Vec::new();
         let mut present = BTreeSet::new();
-        for (key, verdict) in routes.chain(models) {
+        for (key, verdict) in routes.chain(models).chain(ingresses) {
             present.insert(key.clone());
             // An unchanged object keeps its report's `Arc` from one snapshot to the next, and
             // `Arc`'s equality tries the pointer first.
@@ -147,6 +165,7 @@ impl StatusState {
         let status = match &verdict {
             Verdict::Route(report) => route::status(report, previous, now),
             Verdict::AiModel(report) => aimodel::status(report, &self.ejected, previous, now),
+            Verdict::Ingress => ingress::status(self.published.as_ref()?),
         };
         Some((verdict, status))
     }
@@ -200,6 +219,8 @@ struct Writer {
 
 /// Writes the status of every object of every snapshot, and the data plane's ejections on
 /// their AIModels, while `leadership` says this replica leads, until `snapshots` closes.
+/// Ingresses get `published` as their load balancer's address; without it, their status is
+/// left alone.
 pub async fn run(
     client: Client,
     mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
@@ -207,8 +228,12 @@ pub async fn run(
     queue: Arc<WorkQueue<ObjectKey>>,
     mut leadership: Leadership,
     metrics: StatusMetrics,
+    published: Option<PublishedAddress>,
 ) {
-    let state = Arc::new(Mutex::new(StatusState::default()));
+    let state = Arc::new(Mutex::new(StatusState {
+        published,
+        ..StatusState::default()
+    }));
     let writer = Writer {
         client,
         state: state.clone(),
@@ -295,6 +320,10 @@ async fn write_status(writer: Writer, key: ObjectKey) -> Result<(), kube::Error>
         Verdict::Route(_) => apply_status::<weir_crds::Route>(client, &key.id, status.body).await,
         Verdict::AiModel(_) => {
             apply_status::<weir_crds::AIModel>(client, &key.id, status.body).await
+        }
+        Verdict::Ingress => {
+            apply_status::<k8s_openapi::api::networking::v1::Ingress>(client, &key.id, status.body)
+                .await
         }
     }?;
     if !applied {
@@ -535,6 +564,44 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(60),
         );
         assert!(state.take_ejections(ejected).is_empty());
+    }
+
+    fn ingress_report(name: &str, origin: Origin) -> Arc<weir_contract::IngressReport> {
+        Arc::new(weir_contract::IngressReport {
+            id: NamespacedName::new("web", name),
+            origin,
+            generation: Some(1),
+            problems: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn ingresses_from_the_cluster_are_queued_only_with_a_published_address() {
+        let snapshot = Snapshot {
+            ingress_reports: vec![
+                ingress_report("shop", Origin::Cluster),
+                ingress_report("local", Origin::File("ingress.yaml, document 1".into())),
+            ],
+            ..Snapshot::default()
+        };
+        let mut unpublished = StatusState::default();
+        assert!(unpublished.take_verdicts(&snapshot).is_empty());
+
+        let mut published = StatusState {
+            published: Some("10.0.0.7".parse().unwrap()),
+            ..StatusState::default()
+        };
+        let shop = ObjectKey::new(Kind::Ingress, NamespacedName::new("web", "shop"));
+        assert_eq!(
+            published.take_verdicts(&snapshot),
+            std::slice::from_ref(&shop)
+        );
+        assert!(
+            published.take_verdicts(&snapshot).is_empty(),
+            "nothing changed"
+        );
+        let (_, status) = published.status_of(&shop, UNIX_EPOCH).unwrap();
+        assert_eq!(status.body["loadBalancer"]["ingress"][0]["ip"], "10.0.0.7");
     }
 
     #[test]

@@ -172,32 +172,15 @@ pub fn translate(
     let hosts: Vec<String> = spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
     let mut certificates = Vec::with_capacity(spec.tls.len());
     for (i, tls) in spec.tls.iter().enumerate() {
-        let secret = NamespacedName::new(id.namespace.clone(), tls.secret_name.clone());
-        let (served, problem) = lookup.tls_certificate(&secret);
-        if let Some(problem) = problem {
-            let kept = if served.is_some() {
-                " (still serving the last good certificate from it)"
-            } else {
-                ""
-            };
-            problems.push(RefProblem {
-                reason: ResolvedRefsReason::InvalidCertificateRef,
-                message: format!("spec.tls[{i}].secretName: Secret {secret} {problem}{kept}"),
-            });
-        }
-        if let Some(pair) = served {
-            let tls_hosts = if tls.hosts.is_empty() {
-                hosts.clone()
-            } else {
-                tls.hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
-            };
-            certificates.push(Arc::new(TlsCertificate {
-                source: secret,
-                hosts: tls_hosts,
-                chain_pem: pair.chain_pem,
-                key_pem: pair.key_pem,
-            }));
-        }
+        let tls_hosts = if tls.hosts.is_empty() {
+            hosts.clone()
+        } else {
+            tls.hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+        };
+        let at = format!("spec.tls[{i}].secretName");
+        let (certificate, problem) = certificate(id, &tls.secret_name, tls_hosts, &at, lookup);
+        certificates.extend(certificate);
+        problems.extend(problem);
     }
     Ok(Translated {
         route: Route {
@@ -210,9 +193,43 @@ pub fn translate(
     })
 }
 
+/// The certificate for `hosts` in the `kubernetes.io/tls` Secret `secret_name` of the object's
+/// namespace (or the last good one read from it), and the problem with it, if any, named
+/// `at`. Route `spec.tls` and Ingress `spec.tls` both come here.
+pub(crate) fn certificate(
+    id: &NamespacedName,
+    secret_name: &str,
+    hosts: Vec<String>,
+    at: &str,
+    lookup: &mut Lookup<'_>,
+) -> (Option<Arc<TlsCertificate>>, Option<RefProblem>) {
+    let secret = NamespacedName::new(id.namespace.clone(), secret_name);
+    let (served, problem) = lookup.tls_certificate(&secret);
+    let problem = problem.map(|problem| {
+        let kept = if served.is_some() {
+            " (still serving the last good certificate from it)"
+        } else {
+            ""
+        };
+        RefProblem {
+            reason: ResolvedRefsReason::InvalidCertificateRef,
+            message: format!("{at}: Secret {secret} {problem}{kept}"),
+        }
+    });
+    let certificate = served.map(|pair| {
+        Arc::new(TlsCertificate {
+            source: secret,
+            hosts,
+            chain_pem: pair.chain_pem,
+            key_pem: pair.key_pem,
+        })
+    });
+    (certificate, problem)
+}
+
 /// One backend of a rule: its Service port resolved, its TLS settings read; and the problem,
 /// if its reference does not resolve.
-fn translate_backend(
+pub(crate) fn translate_backend(
     id: &NamespacedName,
     backend: &weir_crds::Backend,
     at: &str,
@@ -293,7 +310,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// Prefix `/api/` matches like `/api`; the root stays `/`.
-fn normalise_prefix(prefix: &str) -> String {
+pub(crate) fn normalise_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_end_matches('/');
     if trimmed.is_empty() {
         "/".into()

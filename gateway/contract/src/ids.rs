@@ -32,21 +32,30 @@ impl fmt::Display for NamespacedName {
 pub enum RouteKind {
     /// Weir's own `Route` (`weir.dev/v1alpha1`).
     Route,
+    /// An `Ingress` (`networking.k8s.io/v1`): one route per host its rules name, and one for
+    /// its default backend; each is a section of the Ingress's identity.
+    Ingress,
 }
 
 /// Which object a served route came from.
 ///
-/// Printed as `namespace/name` for Weir's own Routes, the form metrics and logs use.
+/// Printed as `namespace/name` for Weir's own Routes, the form metrics and logs use; an
+/// Ingress's routes as `ingress:namespace/name#section` (the host, `*` for rules without one,
+/// or `defaultBackend`), so they never share a label, or long-lived state, with a Route.
 ///
 /// ```
 /// use weir_contract::{NamespacedName, RouteId, RouteKind};
 /// let id = RouteId::new(RouteKind::Route, NamespacedName::new("default", "echo"));
 /// assert_eq!(id.to_string(), "default/echo");
+/// let ingress = RouteId::ingress(NamespacedName::new("web", "shop"), "shop.example.com");
+/// assert_eq!(ingress.to_string(), "ingress:web/shop#shop.example.com");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteId {
     pub kind: RouteKind,
     pub object: NamespacedName,
+    /// Which of the object's routes this is, for kinds that make several (an Ingress's hosts).
+    pub section: Option<Arc<str>>,
     /// The printed form, made once: it labels every request's metrics.
     display: Arc<str>,
 }
@@ -55,11 +64,23 @@ impl RouteId {
     pub fn new(kind: RouteKind, object: NamespacedName) -> Self {
         let display = match kind {
             RouteKind::Route => object.to_string().into(),
+            RouteKind::Ingress => format!("ingress:{object}").into(),
         };
         Self {
             kind,
             object,
+            section: None,
             display,
+        }
+    }
+
+    /// One of the routes an Ingress makes: `section` is its host, `*`, or `defaultBackend`.
+    pub fn ingress(object: NamespacedName, section: &str) -> Self {
+        Self {
+            kind: RouteKind::Ingress,
+            display: format!("ingress:{object}#{section}").into(),
+            object,
+            section: Some(section.into()),
         }
     }
 

@@ -48,8 +48,8 @@ pub use policy::{
     RetryPolicy, RulePolicy, Timeouts, UrlRewrite,
 };
 pub use report::{
-    AcceptedReason, AiModelReport, Origin, ProviderReport, RefProblem, ResolvedRefsReason,
-    RouteReport, SourceProblem,
+    AcceptedReason, AiModelReport, IngressReport, Origin, ProviderReport, RefProblem,
+    ResolvedRefsReason, RouteReport, SourceProblem,
 };
 pub use route::{HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, Rule, ValueMatch};
 pub use secret::{Credential, SecretBytes, TlsCertificate};

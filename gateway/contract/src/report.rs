@@ -111,6 +111,18 @@ pub struct RefProblem {
     pub message: String,
 }
 
+/// What Weir made of one Ingress it serves (its class is Weir's). An Ingress has no
+/// conditions to carry problems, so they are logged and shown in `/debug/routes` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressReport {
+    pub id: NamespacedName,
+    pub origin: Origin,
+    pub generation: Option<i64>,
+    /// Each problem naming its field: `spec.rules[0].http.paths[1].backend: Service web/api
+    /// not found`; empty when all is well.
+    pub problems: Vec<String>,
+}
+
 /// The verdict on one AIModel: conditions `Accepted` and `ResolvedRefs`, and each provider's
 /// state.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     ai::AiConfig,
     listener::Listener,
-    report::{AiModelReport, RouteReport, SourceProblem},
+    report::{AiModelReport, IngressReport, RouteReport, SourceProblem},
     route::Route,
     secret::TlsCertificate,
 };
@@ -18,7 +18,8 @@ use crate::{
 pub struct Snapshot {
     /// Increases by one with every snapshot the control plane publishes.
     pub generation: u64,
-    /// Accepted routes, in the order their precedence ties are broken (`namespace/name`).
+    /// Accepted routes, in the order their precedence ties are broken: Routes (`namespace/name`),
+    /// then Ingresses' (`namespace/name`), then the one Ingress default backend served.
     pub routes: Vec<Arc<Route>>,
     /// Listeners defined by configuration (the command line's are the data plane's own).
     pub listeners: Vec<Listener>,
@@ -31,6 +32,8 @@ pub struct Snapshot {
     pub ai: Arc<AiConfig>,
     /// One report per Route the sources hold, accepted or not.
     pub reports: Vec<Arc<RouteReport>>,
+    /// One report per Ingress of a Weir IngressClass the sources hold.
+    pub ingress_reports: Vec<Arc<IngressReport>>,
     /// One report per AIModel the sources hold, accepted or not.
     pub ai_reports: Vec<Arc<AiModelReport>>,
     /// Problems the sources found outside any Route (unparseable files, unknown kinds).

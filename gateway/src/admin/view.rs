@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::json;
 use weir_contract::{
     Backend, BodyTimeout, Filter, HashKey, HeaderModifier, LoadBalancer, NamespacedName, PathMatch,
-    PathModifier, RateLimitKey, Route, RouteMatch, RouteReport, Rule, RulePolicy, Snapshot,
-    SourceProblem, TlsCertificate, Unresolved, ValueMatch,
+    PathModifier, RateLimitKey, Route, RouteKind, RouteMatch, RouteReport, Rule, RulePolicy,
+    Snapshot, SourceProblem, TlsCertificate, Unresolved, ValueMatch,
 };
 
 use crate::table::{RoutingTable, RuleTarget};
@@ -31,7 +31,19 @@ pub struct SnapshotView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_certificate: Option<CertificateView>,
     pub reports: Vec<ReportView>,
+    /// One per Ingress of a Weir IngressClass; Ingresses have no conditions, so their
+    /// problems are shown here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress_reports: Vec<IngressReportView>,
     pub source_problems: Vec<ProblemView>,
+}
+
+#[derive(Serialize)]
+pub struct IngressReportView {
+    pub id: ObjectView,
+    pub origin: String,
+    pub generation: Option<i64>,
+    pub problems: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +55,12 @@ pub struct ObjectView {
 #[derive(Serialize)]
 pub struct RouteView {
     pub id: ObjectView,
+    /// `Ingress` for an Ingress's routes; absent for Weir's Routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// Which of its object's routes this is: an Ingress's host, `*`, or `defaultBackend`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
     pub hosts: Vec<String>,
     pub rules: Vec<RuleView>,
 }
@@ -167,6 +185,16 @@ fn view(snapshot: &Snapshot, live: LiveTargets<'_>) -> SnapshotView {
             .collect(),
         default_certificate: snapshot.default_certificate.as_deref().map(certificate),
         reports: snapshot.reports.iter().map(|r| report(r)).collect(),
+        ingress_reports: snapshot
+            .ingress_reports
+            .iter()
+            .map(|r| IngressReportView {
+                id: object(&r.id),
+                origin: r.origin.to_string(),
+                generation: r.generation,
+                problems: r.problems.clone(),
+            })
+            .collect(),
         source_problems: snapshot.source_problems.iter().map(problem).collect(),
     }
 }
@@ -181,6 +209,11 @@ fn object(id: &NamespacedName) -> ObjectView {
 fn route(route: &Route, live: LiveTargets<'_>) -> RouteView {
     RouteView {
         id: object(&route.id.object),
+        kind: match route.id.kind {
+            RouteKind::Route => None,
+            RouteKind::Ingress => Some("Ingress"),
+        },
+        section: route.id.section.as_deref().map(str::to_owned),
         hosts: route.hosts.clone(),
         rules: route
             .rules

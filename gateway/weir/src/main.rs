@@ -47,8 +47,9 @@ use weir_informer::InformerFactory;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Standalone mode: a directory of Route, Service and EndpointSlice manifests, reloaded on change.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "namespace", "selector"])]
+    /// Standalone mode: a directory of Route, Ingress, IngressClass, Service, EndpointSlice and
+    /// Secret manifests, reloaded on change.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "namespace", "selector", "publish_address"])]
     config: Option<PathBuf>,
     /// Cluster mode: the kubeconfig to use (default: $KUBECONFIG, then in-cluster).
     #[arg(long, value_name = "FILE")]
@@ -71,6 +72,11 @@ struct Cli {
     /// handshake fails with an alert.
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_namespaced_name)]
     default_certificate: Option<NamespacedName>,
+    /// Cluster mode: the address clients reach Weir at (an IP or a host name), written in
+    /// `status.loadBalancer` of every Ingress Weir serves. Without it, Ingress status is left
+    /// alone.
+    #[arg(long, value_name = "IP|HOSTNAME")]
+    publish_address: Option<status::PublishedAddress>,
     /// The longest a client may take from a request's first byte to its last header byte
     /// (and to send anything, or to finish a TLS handshake, on a new connection). HTTP/1.1
     /// clients get 408.
@@ -326,6 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 status_queue,
                 leadership,
                 status_metrics,
+                cli.publish_address.clone(),
             ));
             ("kubernetes".to_owned(), kubernetes::SOURCE_NAME)
         }
