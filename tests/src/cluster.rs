@@ -409,6 +409,26 @@ impl Outage<'_> {
         self.cluster
             .spawn_apiserver(argv, self.cluster.server.clone(), "restarted")
     }
+
+    /// [`Outage::restart`], recording every request's metadata in an audit log (one JSON event
+    /// a line) at the returned path.
+    pub fn restart_audited(self) -> (ApiServer, PathBuf) {
+        let policy = self.cluster.dir.join("audit-policy.yaml");
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+        )
+        .expect("writing the audit policy");
+        let log = self.cluster.dir.join("audit-restarted.log");
+        let _ = std::fs::remove_file(&log);
+        let mut argv = self.cluster.apiserver_argv();
+        argv.push(format!("--audit-policy-file={}", policy.display()));
+        argv.push(format!("--audit-log-path={}", log.display()));
+        let apiserver =
+            self.cluster
+                .spawn_apiserver(argv, self.cluster.server.clone(), "restarted");
+        (apiserver, log)
+    }
 }
 
 /// An API server this test started; stopped when dropped.

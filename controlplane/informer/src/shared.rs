@@ -20,7 +20,7 @@ use std::{
 use futures::StreamExt;
 use kube::{
     Api, Resource, ResourceExt,
-    runtime::{WatchStreamExt, watcher},
+    runtime::{WatchStreamExt, utils::Backoff, watcher},
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
@@ -156,7 +156,17 @@ where
 
     async fn run(self: Arc<Self>, api: Api<K>, config: watcher::Config, resync: Option<Duration>) {
         let stream = watcher(api, config)
-            .default_backoff()
+            // 410 Gone (the resource version expired, as after an API server restart): the
+            // watcher relists on its next poll, which must not wait out a backoff.
+            .filter(|event| {
+                let expired =
+                    matches!(event, Err(watcher::Error::WatchError(status)) if status.code == 410);
+                if expired {
+                    tracing::info!("resource version expired; relisting");
+                }
+                std::future::ready(!expired)
+            })
+            .backoff(WatchBackoff::new())
             // managedFields are often half an object's size and Weir never reads them.
             .modify(|object: &mut K| object.managed_fields_mut().clear());
         let mut stream = std::pin::pin!(stream);
@@ -417,5 +427,73 @@ mod tests {
         drain(&mut events);
         informer.resync();
         assert_eq!(drain(&mut events), ["updated a 7->7"]);
+    }
+}
+
+/// Delays between attempts at a failed list or watch: 250 ms doubling to at most 4 s, each
+/// with up to a quarter of random jitter, back to 250 ms once an attempt succeeds.
+///
+/// kube-rs's default climbs to 30 s, so after an API server outage of half a minute the next
+/// attempt could come up to 30 s after the server is back, and every change made meanwhile
+/// would wait for it. At 4 s an outage costs the API server one attempt per informer and
+/// replica every few seconds, and Weir catches up within seconds of its return.
+#[derive(Debug)]
+struct WatchBackoff {
+    next: Duration,
+    /// xorshift state for the jitter (spreading replicas' retries needs no better randomness).
+    seed: u64,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(4);
+
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x2545_f491_4f6c_dd1d, |since| since.as_nanos() as u64)
+            | 1;
+        Self {
+            next: Self::FIRST,
+            seed,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        let jitter = delay.mul_f64((self.seed % 1024) as f64 / 4096.0);
+        Some(delay + jitter)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn watch_retries_double_to_a_few_seconds_and_start_over_after_a_success() {
+        let mut backoff = WatchBackoff::new();
+        let delays: Vec<Duration> = backoff.by_ref().take(8).collect();
+        assert!(delays[0] >= Duration::from_millis(250) && delays[0] < Duration::from_millis(313));
+        assert!(delays[1] >= Duration::from_millis(500));
+        for delay in &delays[5..] {
+            assert!(*delay >= WatchBackoff::MAX && *delay <= WatchBackoff::MAX.mul_f64(1.25));
+        }
+        backoff.reset();
+        assert!(backoff.next().unwrap() < Duration::from_millis(313));
     }
 }
