@@ -394,10 +394,18 @@ fn parse_options() -> serde_saphyr::Options {
 }
 
 /// A document's index in its file, and what it converted to.
-type ParsedDocument = (usize, Result<Object, DecodeError>);
+pub type ParsedDocument = (usize, Result<Object, DecodeError>);
 
 /// Splits a file into documents and converts each; `Err` when the file is not YAML at all.
-fn parse_documents(text: &str) -> Result<Vec<ParsedDocument>, String> {
+/// Public for the fuzz targets, which feed it any bytes.
+///
+/// ```
+/// use weir_controlplane::source::files::parse_documents;
+/// let documents = parse_documents("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n").unwrap();
+/// assert!(documents[0].1.is_ok());
+/// assert!(parse_documents("[unclosed").is_err());
+/// ```
+pub fn parse_documents(text: &str) -> Result<Vec<ParsedDocument>, String> {
     let documents: Vec<serde_json::Value> =
         serde_saphyr::from_multiple_with_options(text, parse_options())
             .map_err(|error| format!("not valid YAML: {}", first_line(&error.to_string())))?;

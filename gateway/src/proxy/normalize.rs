@@ -8,6 +8,12 @@
 //! `/public/%2e%2e/admin` are routed — and forwarded — as `/admin`, and `/%70ublic/x` as
 //! `/public/x`. Reserved escapes such as `%2F` stay escaped: they are data, not structure.
 //!
+//! Normalizing makes no escape the client did not send: a `%` that starts none is kept as sent,
+//! but an escape of a hex digit right after it stays escaped (`/%%32%65` becomes `/%%32e`, not
+//! `/%2e`, which the next decoder would read as `.` and climb with). So normalizing twice gives
+//! what normalizing once does (the fuzz target `path_and_headers` checks it). Bytes outside
+//! ASCII are copied as they are.
+//!
 //! Most paths have neither `%` nor `.`; they are passed through without a copy.
 
 use std::borrow::Cow;
@@ -45,9 +51,12 @@ fn is_unreserved(byte: u8) -> bool {
 }
 
 /// Decodes escapes of unreserved characters and uppercases the hex of the others.
+///
+/// Works on bytes: only ASCII is decoded or uppercased, and every other byte is copied, so the
+/// UTF-8 of the path stays as it was.
 fn decode_unreserved(path: &str) -> String {
     let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
@@ -55,20 +64,32 @@ fn decode_unreserved(path: &str) -> String {
             && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
         {
             let byte = high * 16 + low;
-            if is_unreserved(byte) {
-                out.push(byte as char);
+            if is_unreserved(byte) && !completes_stray_escape(&out, byte) {
+                out.push(byte);
             } else {
-                out.push('%');
-                out.push(bytes[i + 1].to_ascii_uppercase() as char);
-                out.push(bytes[i + 2].to_ascii_uppercase() as char);
+                out.push(b'%');
+                out.push(bytes[i + 1].to_ascii_uppercase());
+                out.push(bytes[i + 2].to_ascii_uppercase());
             }
             i += 3;
             continue;
         }
-        out.push(bytes[i] as char);
+        out.push(bytes[i]);
         i += 1;
     }
-    out
+    // Escapes were replaced by ASCII and every other byte copied: still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into())
+}
+
+/// Whether decoding `byte` onto `out` would make an escape that was not there: a hex digit
+/// after a `%` that started none, or after such a `%` and one hex digit.
+fn completes_stray_escape(out: &[u8], byte: u8) -> bool {
+    byte.is_ascii_hexdigit()
+        && match out {
+            [.., b'%'] => true,
+            [.., b'%', digit] => digit.is_ascii_hexdigit(),
+            _ => false,
+        }
 }
 
 fn hex(byte: u8) -> Option<u8> {
@@ -146,6 +167,27 @@ mod tests {
             ("/caf%C3%A9", "/caf%C3%A9"),
         ] {
             assert_eq!(normalize(path).unwrap(), normalized, "{path}");
+        }
+    }
+
+    #[test]
+    fn characters_outside_ascii_are_kept_as_sent() {
+        assert_eq!(normalize("/caf\u{e9}/.").unwrap(), "/caf\u{e9}/");
+        assert_eq!(normalize("/\u{65e5}%2e/x/..").unwrap(), "/\u{65e5}./");
+    }
+
+    #[test]
+    fn a_stray_percent_and_the_escapes_after_it_do_not_make_a_new_escape() {
+        for (path, normalized) in [
+            ("/%%32%65", "/%%32e"),
+            ("/%%34%31", "/%%341"),
+            ("/%4%31", "/%4%31"),
+            ("/public/%%32%65%%32%65/admin", "/public/%%32e%%32e/admin"),
+            ("/%%2F%41", "/%%2FA"),
+        ] {
+            let once = normalize(path).unwrap();
+            assert_eq!(once, normalized, "{path}");
+            assert_eq!(normalize(&once).unwrap(), once, "normalizing {path} again");
         }
     }
 

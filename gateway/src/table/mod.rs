@@ -371,8 +371,14 @@ impl RoutingTable {
     }
 }
 
-/// `Host` may carry a port (`example.com:8080`, `[::1]:8080`).
-pub(crate) fn strip_port(host: &str) -> &str {
+/// `Host` may carry a port (`example.com:8080`, `[::1]:8080`). Public for the fuzz targets.
+///
+/// ```
+/// use weir_gateway::table::strip_port;
+/// assert_eq!(strip_port("example.com:8080"), "example.com");
+/// assert_eq!(strip_port("[::1]:8080"), "[::1]");
+/// ```
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
             .split_once(']')
