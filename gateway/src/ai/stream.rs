@@ -34,6 +34,8 @@ use crate::upstream::{BoxError, UpstreamBody};
 
 /// Frames in flight between the pump and the client.
 const CHANNEL_FRAMES: usize = 16;
+/// How long the rest of a finished provider stream is read for, to keep its connection.
+const DRAIN_AFTER_END: Duration = Duration::from_secs(1);
 
 /// What reads the rest of a provider's stream.
 pub struct Pump {
@@ -153,6 +155,7 @@ async fn run(
             }
         },
     };
+    let finished_cleanly = matches!(end, End::Done);
     let usage = pump.translator.usage();
     // The quota is charged the provider's count; without one (the stream broke off before
     // it), what was streamed but at least the reservation, as the provider may have generated
@@ -192,5 +195,13 @@ async fn run(
             metrics.tokens(&record, &usage);
             metrics.finished(&record, "client_gone", Some(&usage), true, None);
         }
+    }
+    // The client's stream ends here; then the provider's body is read to its end (the
+    // terminator follows `[DONE]` / `message_stop`), so that its connection goes back to the
+    // pool instead of being closed: otherwise every stream would open a new one.
+    drop(sender);
+    if finished_cleanly {
+        let rest = async { while let Some(Ok(_)) = pump.body.frame().await {} };
+        let _ = tokio::time::timeout(DRAIN_AFTER_END, rest).await;
     }
 }
