@@ -10,7 +10,12 @@
 //!
 //! `weir-bench handshakes …` is the TLS handshake load generator the `tls-handshake-*`
 //! scenarios run (tls.rs); `weir-bench profile …` profiles one scenario (profile.rs).
+//! `weir-bench ai …` is the AI gateway benchmark, Weir beside LiteLLM's proxy in front of the
+//! same mock provider (ai.rs, run by `bench/ai`), and `weir-bench ai-load …` its load
+//! generator (ai_load.rs).
 
+mod ai;
+mod ai_load;
 mod load;
 mod profile;
 mod report;
@@ -321,6 +326,21 @@ fn parse_args() -> Result<Settings, String> {
 }
 
 fn main() -> ExitCode {
+    let first = std::env::args().nth(1);
+    if let Some(name) = first.as_deref().filter(|n| ["ai", "ai-load"].contains(n)) {
+        let args = std::env::args().skip(2);
+        let result = match name {
+            "ai" => ai::run(args),
+            _ => ai_load::run(args),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("weir-bench {name}: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if std::env::args().nth(1).as_deref() == Some("handshakes") {
         return match tls::run_handshakes(std::env::args().skip(2)) {
             Ok(()) => ExitCode::SUCCESS,

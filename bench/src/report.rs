@@ -117,7 +117,7 @@ fn envoy_version(envoy: &Path) -> Option<String> {
 }
 
 /// Per-CPU busy share over 3 s, e.g. `2% / 1%`.
-fn busy_before() -> String {
+pub fn busy_before() -> String {
     let before = system::CpuSample::now();
     std::thread::sleep(Duration::from_secs(3));
     system::CpuSample::now()

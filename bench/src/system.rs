@@ -132,6 +132,15 @@ impl CpuSample {
         Self { per_cpu }
     }
 
+    /// Busy ticks of all CPUs together between `earlier` and `self`.
+    pub fn busy_ticks_since(&self, earlier: &CpuSample) -> u64 {
+        self.per_cpu
+            .iter()
+            .zip(&earlier.per_cpu)
+            .map(|((busy, _), (busy0, _))| busy.saturating_sub(*busy0))
+            .sum()
+    }
+
     /// Fraction of each CPU that was busy between `earlier` and `self`.
     pub fn busy_since(&self, earlier: &CpuSample) -> Vec<f64> {
         self.per_cpu
