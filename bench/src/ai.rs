@@ -30,7 +30,6 @@
 
 use std::{
     fmt::Write as _,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -40,7 +39,7 @@ use serde_json::{Value, json};
 
 use crate::{
     ai_load,
-    servers::{Running, free_port},
+    servers::{self, Running, free_port},
     system,
 };
 
@@ -733,14 +732,6 @@ fn pin(pid: u32, cpus: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn log_file(path: &Path) -> Result<std::fs::File, String> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The mock provider, on CPU 0 with one worker thread, learning its port from the line it
 /// prints; it checks the provider key and keeps no request log.
 fn start_mock(programs: &Programs, work: &Path) -> Result<Running, String> {
@@ -752,20 +743,10 @@ fn start_mock(programs: &Programs, work: &Path) -> Result<Running, String> {
         .args(["--name", "bench", "--threads", "1", "--no-record"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(log_file(&log)?)
+        .stderr(servers::file(&log)?)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", programs.mock.display()))?;
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the mock's address: {e}"))?;
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("the mock printed {line:?}, not `listening on ADDR`"))?;
+    let port = servers::listening_port(&mut child, "the mock")?;
     Ok(Running {
         child,
         port,
@@ -814,8 +795,8 @@ fn start_weir(weir: &Path, mock_port: u16, dir: &Path) -> Result<Running, String
             "1s",
         ])
         .stdin(Stdio::null())
-        .stdout(log_file(&log)?)
-        .stderr(log_file(&log)?)
+        .stdout(servers::file(&log)?)
+        .stderr(servers::file(&log)?)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", weir.display()))?;
     Ok(Running {
@@ -858,8 +839,8 @@ fn start_litellm(litellm: &Path, mock_port: u16, dir: &Path) -> Result<Running, 
         .args(["--num_workers", "1"])
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(log_file(&log)?)
-        .stderr(log_file(&log)?);
+        .stdout(servers::file(&log)?)
+        .stderr(servers::file(&log)?);
     for (name, value) in LITELLM_ENV {
         command.env(name, value);
     }

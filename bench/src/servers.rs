@@ -256,17 +256,7 @@ pub fn start_backend(
         .stderr(file(&log)?)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", programs.echo.display()))?;
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the backend's address: {e}"))?;
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("the backend printed {line:?}, not `listening on ADDR`"))?;
+    let port = listening_port(&mut child, "the backend")?;
     Ok(Running {
         child,
         port,
@@ -451,7 +441,23 @@ pub fn backend_version(port: u16) -> Option<String> {
     json["version"].as_str().map(str::to_owned)
 }
 
-fn file(path: &Path) -> Result<fs::File, String> {
+/// The port a server started with `--listen 127.0.0.1:0` printed in its first stdout line,
+/// `listening on ADDR` (`weir-echo`, `weir-mock-llm`).
+pub fn listening_port(child: &mut std::process::Child, what: &str) -> Result<u16, String> {
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading {what}'s address: {e}"))?;
+    line.trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("{what} printed {line:?}, not `listening on ADDR`"))
+}
+
+/// A log file, appended to.
+pub fn file(path: &Path) -> Result<fs::File, String> {
     fs::OpenOptions::new()
         .create(true)
         .append(true)
