@@ -155,7 +155,7 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
                 ctx.index
                     .metrics
                     .request(&model_label, "", exchange.key_name(), "quota_refused");
-                return quota_refused(&refusal, exchange.key_name(), client);
+                return quota_refused(refusal, exchange.key_name(), client);
             }
             Admission::StoreDown => {
                 let error = ApiError::new(
@@ -255,7 +255,7 @@ pub async fn call(ctx: &AiContext<'_>, exchange: Exchange<'_>) -> Response<Proxy
 
 /// 429 in the caller's dialect, with `Retry-After` and the rate-limit headers; the SDK must
 /// not retry at once (its retries would only be refused again).
-fn quota_refused(refusal: &Refusal, key_name: &str, client: Dialect) -> Response<ProxyBody> {
+fn quota_refused(refusal: Refusal, key_name: &str, client: Dialect) -> Response<ProxyBody> {
     let error = ApiError::new(
         ErrorKind::RateLimit,
         format!(
@@ -269,7 +269,7 @@ fn quota_refused(refusal: &Refusal, key_name: &str, client: Dialect) -> Response
     .with_code("rate_limit_exceeded")
     .with_status(429);
     let mut response = final_error(&error, client);
-    response.headers_mut().extend(refusal.headers.clone());
+    response.headers_mut().extend(refusal.headers);
     response
 }
 
@@ -518,10 +518,10 @@ fn answer_client(
     exchange: &Exchange<'_>,
     provider: &AiProvider,
     answer: Answer,
-    reservation: Option<Reservation>,
+    mut reservation: Option<Reservation>,
 ) -> Response<ProxyBody> {
     let model_label = exchange.model.model.id.to_string();
-    let quota_headers = reservation.as_ref().map(|r| r.headers.clone());
+    let quota_headers = reservation.as_mut().map(|r| std::mem::take(&mut r.headers));
     let mut response = match answer {
         Answer::Whole { body, usage } => {
             let record = super::metrics::Record {
