@@ -587,7 +587,9 @@ mod tests {
 
     /// The Service behind a rule's backend.
     fn service(backend: &RuleBackend) -> &ServiceBackend {
-        let Backend::Service(service) = &backend.backend;
+        let Backend::Service(service) = &backend.backend else {
+            panic!("not a Service: {backend:?}")
+        };
         service
     }
 

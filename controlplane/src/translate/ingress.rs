@@ -155,6 +155,7 @@ pub fn translate(
             None => ("*".to_owned(), Vec::new()),
         };
         translated.routes.push(Route {
+            listeners: Vec::new(),
             id: RouteId::ingress(id.clone(), &section),
             hosts,
             rules,
@@ -170,6 +171,7 @@ pub fn translate(
             &mut translated.problems,
         )
         .map(|rule| Route {
+            listeners: Vec::new(),
             id: RouteId::ingress(id.clone(), DEFAULT_BACKEND_SECTION),
             hosts: Vec::new(),
             rules: vec![rule],
@@ -395,7 +397,9 @@ mod tests {
             assert_eq!(default.id.to_string(), "ingress:web/shop#defaultBackend");
             assert!(default.hosts.is_empty());
             assert!(matches!(only_path(&default), PathMatch::Prefix(p) if p == "/"));
-            let Backend::Service(service) = &default.rules[0].backends[0].backend;
+            let Backend::Service(service) = &default.rules[0].backends[0].backend else {
+                panic!("not a Service")
+            };
             assert_eq!(service.endpoints.len(), 1);
             assert!(translated.problems.is_empty(), "{:?}", translated.problems);
         }

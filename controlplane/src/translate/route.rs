@@ -184,6 +184,7 @@ pub fn translate(
     }
     Ok(Translated {
         route: Route {
+            listeners: Vec::new(),
             id: RouteId::new(RouteKind::Route, id.clone()),
             hosts,
             rules,

@@ -25,6 +25,7 @@ pub fn route(index: usize) -> Arc<Route> {
 /// [`route`], its one rule changed by `edit` (filters, policy, matches).
 pub fn route_with(index: usize, edit: impl FnOnce(&mut Rule)) -> Arc<Route> {
     let mut route = Route {
+        listeners: Vec::new(),
         id: RouteId::new(
             RouteKind::Route,
             NamespacedName::new("default", format!("r{index}")),

@@ -20,6 +20,11 @@ pub struct RuleBackend {
 pub enum Backend {
     /// A Kubernetes Service port, resolved to its ready endpoints.
     Service(ServiceBackend),
+    /// A reference the control plane could not accept (a Service that does not exist, a kind
+    /// Weir does not send to, another namespace's Service without a ReferenceGrant): the share
+    /// of requests it would get is answered `500`, as Gateway API requires. The message says
+    /// why, for `/debug/routes`.
+    Invalid(std::sync::Arc<str>),
 }
 
 /// A Service port and the endpoints behind it that are ready.

@@ -35,13 +35,18 @@ pub enum RouteKind {
     /// An `Ingress` (`networking.k8s.io/v1`): one route per host its rules name, and one for
     /// its default backend; each is a section of the Ingress's identity.
     Ingress,
+    /// A Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`): one route per socket it is
+    /// attached to (a section of its identity named by the socket's address), whose hosts are
+    /// those its listeners there allow.
+    HttpRoute,
 }
 
 /// Which object a served route came from.
 ///
 /// Printed as `namespace/name` for Weir's own Routes, the form metrics and logs use; an
 /// Ingress's routes as `ingress:namespace/name#section` (the host, `*` for rules without one,
-/// or `defaultBackend`), so they never share a label, or long-lived state, with a Route.
+/// or `defaultBackend`), and an HTTPRoute's as `httproute:namespace/name#address`, so they
+/// never share a label, or long-lived state, with a Route.
 ///
 /// ```
 /// use weir_contract::{NamespacedName, RouteId, RouteKind};
@@ -65,6 +70,7 @@ impl RouteId {
         let display = match kind {
             RouteKind::Route => object.to_string().into(),
             RouteKind::Ingress => format!("ingress:{object}").into(),
+            RouteKind::HttpRoute => format!("httproute:{object}").into(),
         };
         Self {
             kind,
@@ -79,6 +85,22 @@ impl RouteId {
         Self {
             kind: RouteKind::Ingress,
             display: format!("ingress:{object}#{section}").into(),
+            object,
+            section: Some(section.into()),
+        }
+    }
+
+    /// One of the routes an HTTPRoute makes: `section` names the socket it is served on.
+    ///
+    /// ```
+    /// use weir_contract::{NamespacedName, RouteId};
+    /// let id = RouteId::http_route(NamespacedName::new("web", "shop"), "127.0.1.1:80");
+    /// assert_eq!(id.to_string(), "httproute:web/shop#127.0.1.1:80");
+    /// ```
+    pub fn http_route(object: NamespacedName, section: &str) -> Self {
+        Self {
+            kind: RouteKind::HttpRoute,
+            display: format!("httproute:{object}#{section}").into(),
             object,
             section: Some(section.into()),
         }

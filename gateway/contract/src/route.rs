@@ -5,6 +5,8 @@
 //! reads can be translated into (Route, Gateway API HTTPRoute, Ingress). Precedence between
 //! them is the data plane's (Gateway API's order), not encoded here.
 
+use std::sync::Arc;
+
 use http::{HeaderName, Method};
 use regex::Regex;
 
@@ -22,6 +24,9 @@ pub struct Route {
     pub hosts: Vec<String>,
     /// In the order written: among equally specific matches, the earlier rule wins.
     pub rules: Vec<Rule>,
+    /// The snapshot's [`Listener`](crate::Listener)s it is served on, by name; empty for the
+    /// command line's listeners (Routes and Ingresses).
+    pub listeners: Vec<Arc<str>>,
 }
 
 /// One rule: what it matches, what it does to a matched request, and where it sends it.

@@ -212,6 +212,7 @@ fn route(route: &Route, live: LiveTargets<'_>) -> RouteView {
         kind: match route.id.kind {
             RouteKind::Route => None,
             RouteKind::Ingress => Some("Ingress"),
+            RouteKind::HttpRoute => Some("HTTPRoute"),
         },
         section: route.id.section.as_deref().map(str::to_owned),
         hosts: route.hosts.clone(),
@@ -233,7 +234,9 @@ fn rule(rule: &Rule, live: Option<&RuleTarget>) -> RuleView {
             .iter()
             .enumerate()
             .map(|(index, rule_backend)| {
-                let Backend::Service(service) = &rule_backend.backend;
+                let Backend::Service(service) = &rule_backend.backend else {
+                    todo!("data plane: show invalid backends")
+                };
                 BackendView {
                     service: object(&service.service),
                     weight: rule_backend.weight,

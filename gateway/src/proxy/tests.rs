@@ -42,6 +42,7 @@ fn table(filters: Vec<Filter>, endpoints: &[u16]) -> RoutingTable {
     let snapshot = Snapshot {
         generation: 1,
         routes: vec![Arc::new(Route {
+            listeners: Vec::new(),
             id: RouteId::new(RouteKind::Route, NamespacedName::new("default", "r")),
             hosts: vec!["h".into()],
             rules: vec![rule],

@@ -477,6 +477,7 @@ mod tests {
         let routes = routes
             .into_iter()
             .map(|(name, hosts, rules)| Route {
+                listeners: Vec::new(),
                 id: route_id(name),
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 rules,
@@ -683,6 +684,7 @@ mod tests {
     fn unchanged_host_levels_are_reused_by_the_next_table() {
         let route = |name: &str, host: &str, tag| {
             Arc::new(Route {
+                listeners: Vec::new(),
                 id: route_id(name),
                 hosts: vec![host.to_string()],
                 rules: vec![rule(prefix("/"), None, &[], tag)],
@@ -763,6 +765,7 @@ mod tests {
             Arc::new(Snapshot {
                 generation: 1,
                 routes: vec![Arc::new(Route {
+                    listeners: Vec::new(),
                     id: route_id(name),
                     hosts: Vec::new(),
                     rules: vec![rule(prefix("/"), None, &[], 1)],
@@ -783,11 +786,14 @@ mod tests {
         let compiler = TableCompiler::new(Metrics::default());
         let two_endpoints = |name: &str| {
             let mut rule = rule(prefix("/"), None, &[], 1);
-            let Backend::Service(service) = &mut rule.backends[0].backend;
+            let Backend::Service(service) = &mut rule.backends[0].backend else {
+                unreachable!("the fixture's backend is a Service")
+            };
             service.endpoints.push(Endpoint {
                 address: ([127, 0, 0, 1], 2).into(),
             });
             Arc::new(Route {
+                listeners: Vec::new(),
                 id: route_id(name),
                 hosts: vec![format!("{name}.local")],
                 rules: vec![rule],

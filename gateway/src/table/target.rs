@@ -66,7 +66,9 @@ impl RuleTarget {
             .iter()
             .enumerate()
             .map(|(b, rule_backend)| {
-                let Backend::Service(service) = &rule_backend.backend;
+                let Backend::Service(service) = &rule_backend.backend else {
+                    todo!("data plane: answer 500 for invalid backends")
+                };
                 let mut backend =
                     backend_endpoints(route, rule_index, b, service, policy, compiler);
                 backend.filters = BackendFilters::new(&rule_backend.filters);

@@ -183,6 +183,7 @@ fn route(u: &mut Unstructured<'_>, index: usize) -> arbitrary::Result<Route> {
         rules.push(rule(u)?);
     }
     Ok(Route {
+        listeners: Vec::new(),
         id: RouteId::new(
             RouteKind::Route,
             NamespacedName::new("default", format!("r{index}")),
