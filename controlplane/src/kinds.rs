@@ -15,7 +15,7 @@ use std::{fmt, sync::Arc};
 
 use k8s_openapi::{
     api::{
-        core::v1::{Secret, Service},
+        core::v1::{Namespace, Secret, Service},
         discovery::v1::EndpointSlice,
         networking::v1::{Ingress, IngressClass},
     },
@@ -24,6 +24,7 @@ use k8s_openapi::{
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use weir_contract::NamespacedName;
+use weir_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use weir_informer::{Informer, InformerFactory, WatchScope};
 
 /// The label that makes a Secret a provider API key the AI gateway may read (value `"true"`).
@@ -48,6 +49,17 @@ pub enum Kind {
     IngressClass,
     /// `networking.k8s.io/v1` Ingress; served when its class is Weir's.
     Ingress,
+    /// A Namespace (cluster-scoped): its labels decide which Gateway listeners admit routes
+    /// from it (`allowedRoutes.namespaces.from: Selector`).
+    Namespace,
+    /// Gateway API GatewayClass (cluster-scoped); Weir implements those of its controller.
+    GatewayClass,
+    /// Gateway API Gateway; served when its class is Weir's.
+    Gateway,
+    /// Gateway API HTTPRoute; served on the Weir Gateways it attaches to.
+    HTTPRoute,
+    /// Gateway API ReferenceGrant: lets routes and Gateways refer across namespaces.
+    ReferenceGrant,
 }
 
 /// What Weir knows about a kind.
@@ -155,6 +167,51 @@ pub const KINDS: &[KindInfo] = &[
         label_selector: None,
         cluster_scoped: false,
     },
+    KindInfo {
+        kind: Kind::Namespace,
+        api_version: "v1",
+        name: "Namespace",
+        crd: None,
+        field_selector: None,
+        label_selector: None,
+        cluster_scoped: true,
+    },
+    KindInfo {
+        kind: Kind::GatewayClass,
+        api_version: "gateway.networking.k8s.io/v1",
+        name: "GatewayClass",
+        crd: Some("gatewayclasses.gateway.networking.k8s.io"),
+        field_selector: None,
+        label_selector: None,
+        cluster_scoped: true,
+    },
+    KindInfo {
+        kind: Kind::Gateway,
+        api_version: "gateway.networking.k8s.io/v1",
+        name: "Gateway",
+        crd: Some("gateways.gateway.networking.k8s.io"),
+        field_selector: None,
+        label_selector: None,
+        cluster_scoped: false,
+    },
+    KindInfo {
+        kind: Kind::HTTPRoute,
+        api_version: "gateway.networking.k8s.io/v1",
+        name: "HTTPRoute",
+        crd: Some("httproutes.gateway.networking.k8s.io"),
+        field_selector: None,
+        label_selector: None,
+        cluster_scoped: false,
+    },
+    KindInfo {
+        kind: Kind::ReferenceGrant,
+        api_version: "gateway.networking.k8s.io/v1beta1",
+        name: "ReferenceGrant",
+        crd: Some("referencegrants.gateway.networking.k8s.io"),
+        field_selector: None,
+        label_selector: None,
+        cluster_scoped: false,
+    },
 ];
 
 impl Kind {
@@ -175,6 +232,11 @@ impl Kind {
             Kind::AIModel => visitor.visit::<weir_crds::AIModel>(self),
             Kind::IngressClass => visitor.visit::<IngressClass>(self),
             Kind::Ingress => visitor.visit::<Ingress>(self),
+            Kind::Namespace => visitor.visit::<Namespace>(self),
+            Kind::GatewayClass => visitor.visit::<GatewayClass>(self),
+            Kind::Gateway => visitor.visit::<Gateway>(self),
+            Kind::HTTPRoute => visitor.visit::<HTTPRoute>(self),
+            Kind::ReferenceGrant => visitor.visit::<ReferenceGrant>(self),
         }
     }
 
@@ -254,6 +316,37 @@ impl Watched for IngressClass {
     }
 }
 
+/// [`Watched`] for a Gateway API kind: `$object` is its [`Object`] variant; `$informer` is
+/// `namespaced` or `cluster`.
+macro_rules! watched {
+    ($type:ty, $object:ident, namespaced) => {
+        impl Watched for $type {
+            fn into_object(self: Arc<Self>, _: Kind) -> Object {
+                Object::$object(self)
+            }
+            namespaced_informer!();
+        }
+    };
+    ($type:ty, $object:ident, cluster) => {
+        impl Watched for $type {
+            fn into_object(self: Arc<Self>, _: Kind) -> Object {
+                Object::$object(self)
+            }
+
+            /// Cluster-scoped: watched cluster-wide even with `--namespace`.
+            fn informer(factory: &InformerFactory, scope: WatchScope) -> Arc<Informer<Self>> {
+                factory.cluster::<Self>(scope)
+            }
+        }
+    };
+}
+
+watched!(Namespace, Namespace, cluster);
+watched!(GatewayClass, GatewayClass, cluster);
+watched!(Gateway, Gateway, namespaced);
+watched!(HTTPRoute, HTTPRoute, namespaced);
+watched!(ReferenceGrant, ReferenceGrant, namespaced);
+
 impl Watched for Secret {
     namespaced_informer!();
 
@@ -318,6 +411,11 @@ pub enum Object {
     ProviderKey(Arc<Secret>),
     IngressClass(Arc<IngressClass>),
     Ingress(Arc<Ingress>),
+    Namespace(Arc<Namespace>),
+    GatewayClass(Arc<GatewayClass>),
+    Gateway(Arc<Gateway>),
+    HTTPRoute(Arc<HTTPRoute>),
+    ReferenceGrant(Arc<ReferenceGrant>),
 }
 
 impl fmt::Debug for Object {
@@ -329,6 +427,11 @@ impl fmt::Debug for Object {
             Object::AIModel(o) => f.debug_tuple("AIModel").field(o).finish(),
             Object::IngressClass(o) => f.debug_tuple("IngressClass").field(o).finish(),
             Object::Ingress(o) => f.debug_tuple("Ingress").field(o).finish(),
+            Object::Namespace(o) => f.debug_tuple("Namespace").field(o).finish(),
+            Object::GatewayClass(o) => f.debug_tuple("GatewayClass").field(o).finish(),
+            Object::Gateway(o) => f.debug_tuple("Gateway").field(o).finish(),
+            Object::HTTPRoute(o) => f.debug_tuple("HTTPRoute").field(o).finish(),
+            Object::ReferenceGrant(o) => f.debug_tuple("ReferenceGrant").field(o).finish(),
             Object::Secret(secret) | Object::ClientKey(secret) | Object::ProviderKey(secret) => {
                 let keys: Vec<&String> = secret
                     .data
@@ -358,6 +461,11 @@ impl Object {
             Object::ProviderKey(_) => Kind::ProviderKey,
             Object::IngressClass(_) => Kind::IngressClass,
             Object::Ingress(_) => Kind::Ingress,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::GatewayClass(_) => Kind::GatewayClass,
+            Object::Gateway(_) => Kind::Gateway,
+            Object::HTTPRoute(_) => Kind::HTTPRoute,
+            Object::ReferenceGrant(_) => Kind::ReferenceGrant,
         }
     }
 
@@ -370,6 +478,11 @@ impl Object {
             Object::AIModel(o) => &o.metadata,
             Object::IngressClass(o) => &o.metadata,
             Object::Ingress(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+            Object::GatewayClass(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::HTTPRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
         }
     }
 
@@ -412,6 +525,24 @@ impl Object {
                     && old.metadata.annotations == new.metadata.annotations
                     && old.metadata.creation_timestamp == new.metadata.creation_timestamp
             }
+            // Gateway API objects: their spec, and the generation their status must name.
+            // Status is Weir's own write, and Gateways' addresses are assigned from the pool,
+            // never read back.
+            (Object::GatewayClass(old), Object::GatewayClass(new)) => {
+                old.spec == new.spec && old.metadata.generation == new.metadata.generation
+            }
+            (Object::Gateway(old), Object::Gateway(new)) => {
+                old.spec == new.spec && old.metadata.generation == new.metadata.generation
+            }
+            (Object::HTTPRoute(old), Object::HTTPRoute(new)) => {
+                old.spec == new.spec
+                    && old.metadata.generation == new.metadata.generation
+                    && old.metadata.creation_timestamp == new.metadata.creation_timestamp
+            }
+            (Object::ReferenceGrant(old), Object::ReferenceGrant(new)) => old.spec == new.spec,
+            (Object::Namespace(old), Object::Namespace(new)) => {
+                old.metadata.labels == new.metadata.labels
+            }
             (Object::Secret(old), Object::Secret(new))
             | (Object::ClientKey(old), Object::ClientKey(new))
             | (Object::ProviderKey(old), Object::ProviderKey(new)) => {
@@ -443,7 +574,12 @@ impl Object {
             | Object::ClientKey(_)
             | Object::ProviderKey(_)
             | Object::IngressClass(_)
-            | Object::Ingress(_) => None,
+            | Object::Ingress(_)
+            | Object::Namespace(_)
+            | Object::GatewayClass(_)
+            | Object::Gateway(_)
+            | Object::HTTPRoute(_)
+            | Object::ReferenceGrant(_) => None,
         }
     }
 }
@@ -543,6 +679,11 @@ impl Object {
             Kind::AIModel => convert(document).map(|o| Object::AIModel(Arc::new(o))),
             Kind::IngressClass => convert(document).map(|o| Object::IngressClass(Arc::new(o))),
             Kind::Ingress => convert(document).map(|o| Object::Ingress(Arc::new(o))),
+            Kind::Namespace => convert(document).map(|o| Object::Namespace(Arc::new(o))),
+            Kind::GatewayClass => convert(document).map(|o| Object::GatewayClass(Arc::new(o))),
+            Kind::Gateway => convert(document).map(|o| Object::Gateway(Arc::new(o))),
+            Kind::HTTPRoute => convert(document).map(|o| Object::HTTPRoute(Arc::new(o))),
+            Kind::ReferenceGrant => convert(document).map(|o| Object::ReferenceGrant(Arc::new(o))),
         }
         .map_err(invalid)
     }
@@ -682,6 +823,11 @@ mod tests {
             Kind::ProviderKey,
             Kind::IngressClass,
             Kind::Ingress,
+            Kind::Namespace,
+            Kind::GatewayClass,
+            Kind::Gateway,
+            Kind::HTTPRoute,
+            Kind::ReferenceGrant,
         ] {
             assert_eq!(kind.info().kind, kind);
         }

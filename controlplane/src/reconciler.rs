@@ -32,8 +32,8 @@ use prometheus_client::{
 };
 use tokio::sync::{mpsc, watch};
 use weir_contract::{
-    AiConfig, AiModel, AiModelReport, IngressReport, NamespacedName, Origin, ProviderReport, Route,
-    RouteReport, Snapshot, SourceProblem, TlsCertificate,
+    AiConfig, AiModel, AiModelReport, GatewayApiReports, IngressReport, Listener, NamespacedName,
+    Origin, ProviderReport, Route, RouteReport, Snapshot, SourceProblem, TlsCertificate,
 };
 
 use crate::{
@@ -42,7 +42,7 @@ use crate::{
     resolve::{Certificates, Lookup},
     source::SourceEvent,
     store::Store,
-    translate::{self, Rejected},
+    translate::{self, Rejected, gateway_api::GatewayAddresses},
 };
 
 /// How long the event stream must be quiet before a snapshot is built.
@@ -73,6 +73,24 @@ pub struct Reconciler {
     ai: Arc<AiConfig>,
     /// What the last snapshot made of each Ingress; `None` for one whose class is not Weir's.
     ingresses: HashMap<NamespacedName, Option<TranslatedIngress>>,
+    /// Where Gateways get their addresses.
+    gateway_addresses: GatewayAddresses,
+    /// What the last snapshot made of the Gateway API objects, all translated together.
+    gateway_api: GatewayApiServed,
+}
+
+/// The Gateway API objects as the last snapshot had them.
+#[derive(Default)]
+struct GatewayApiServed {
+    listeners: Vec<Listener>,
+    routes: Vec<Arc<Route>>,
+    reports: Arc<GatewayApiReports>,
+}
+
+/// The referrer under which the Gateway API translation's lookups are indexed: it translates
+/// all Gateway API objects together, so any object one of them looked up concerns them all.
+fn gateway_api_referrer() -> ObjectKey {
+    ObjectKey::new(Kind::Gateway, NamespacedName::new("", ""))
 }
 
 /// One Ingress of a Weir class as the last snapshot had it.
@@ -131,6 +149,12 @@ impl Reconciler {
         self
     }
 
+    /// Gives Gateways addresses from `addresses` (`--gateway-addresses`, `--publish-address`).
+    pub fn with_gateway_addresses(mut self, addresses: GatewayAddresses) -> Self {
+        self.gateway_addresses = addresses;
+        self
+    }
+
     /// The store, for sources and tests that need to look.
     pub fn store(&self) -> &Store {
         &self.store
@@ -148,7 +172,20 @@ impl Reconciler {
         let mut keys_changed = false;
         let mut ingress_dirty: HashSet<NamespacedName> = HashSet::new();
         let mut classes_changed = false;
+        let mut gateway_api_dirty = self.generation == 1;
         for key in self.store.take_touched() {
+            gateway_api_dirty |= matches!(
+                key.kind,
+                Kind::GatewayClass
+                    | Kind::Gateway
+                    | Kind::HTTPRoute
+                    | Kind::ReferenceGrant
+                    | Kind::Namespace
+            ) || self
+                .store
+                .refs()
+                .referrers_of(&key)
+                .any(|referrer| *referrer == gateway_api_referrer());
             ingress_dirty.extend(
                 self.store
                     .refs()
@@ -236,6 +273,10 @@ impl Reconciler {
             &mut routes,
             &mut certificates,
         );
+        if gateway_api_dirty {
+            self.translate_gateway_api();
+        }
+        routes.extend(self.gateway_api.routes.iter().cloned());
         let (ai, ai_reports) = self.ai_config(&ai_dirty, keys_changed);
         let default_certificate = self.default_certificate();
         // A Secret's last good certificate is kept while something still refers to it.
@@ -262,10 +303,34 @@ impl Reconciler {
             ingress_reports,
             ai,
             ai_reports,
+            listeners: self.gateway_api.listeners.clone(),
+            gateway_api: self.gateway_api.reports.clone(),
             source_problems,
             reconcile_duration: started.elapsed(),
-            ..Snapshot::default()
         }
+    }
+
+    /// Translates every Gateway API object again; the reports keep their `Arc` when they did
+    /// not change, so the status writer sees nothing new.
+    fn translate_gateway_api(&mut self) {
+        let translation = translate::gateway_api::translate(
+            &self.store,
+            &mut self.certificates,
+            &self.gateway_addresses,
+        );
+        self.store
+            .refs_mut()
+            .set_references(&gateway_api_referrer(), translation.references);
+        let reports = if *self.gateway_api.reports == translation.reports {
+            self.gateway_api.reports.clone()
+        } else {
+            Arc::new(translation.reports)
+        };
+        self.gateway_api = GatewayApiServed {
+            listeners: translation.listeners,
+            routes: translation.routes,
+            reports,
+        };
     }
 
     /// The Ingresses of Weir's classes: their routes and certificates appended (after the

@@ -5,6 +5,7 @@
 //! served; the control plane reads these types and the gateway never sees them.
 
 pub mod aimodel;
+pub mod gateway_api;
 pub mod policy;
 pub mod route;
 pub mod validate;
@@ -30,6 +31,7 @@ pub use route::{
 };
 pub use validate::{
     FieldError, InvalidRoute, InvalidSize, parse_size, parse_timeout, validate_route,
+    validate_rule_matches_and_filters,
 };
 
 use kube::CustomResourceExt;

@@ -71,43 +71,7 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
     }
     for (r, rule) in spec.rules.iter().enumerate() {
         let at = format!("spec.rules[{r}]");
-        for (m, route_match) in rule.matches.iter().enumerate() {
-            let at = format!("{at}.matches[{m}]");
-            if let Some(path) = &route_match.path {
-                let checked = match path.kind {
-                    PathMatchType::PathPrefix | PathMatchType::Exact => check_path(&path.value),
-                    PathMatchType::RegularExpression if path.value.is_empty() => {
-                        Err("must not be empty")
-                    }
-                    PathMatchType::RegularExpression => Ok(()),
-                };
-                if let Err(reason) = checked {
-                    fail(format!("{at}.path.value"), reason);
-                }
-            }
-            for (h, header) in route_match.headers.iter().enumerate() {
-                if !is_token(&header.name) {
-                    fail(
-                        format!("{at}.headers[{h}].name"),
-                        "must be a valid HTTP header name",
-                    );
-                }
-                if let Err(reason) = check_match_value(header.kind, &header.value) {
-                    fail(format!("{at}.headers[{h}].value"), reason);
-                }
-            }
-            for (q, query) in route_match.query_params.iter().enumerate() {
-                if query.name.is_empty() || query.name.len() > 256 {
-                    fail(
-                        format!("{at}.queryParams[{q}].name"),
-                        "must be 1 to 256 characters",
-                    );
-                }
-                if let Err(reason) = check_match_value(query.kind, &query.value) {
-                    fail(format!("{at}.queryParams[{q}].value"), reason);
-                }
-            }
-        }
+        check_matches(rule, &at, &mut fail);
         let answers_itself = rule
             .filters
             .iter()
@@ -232,6 +196,66 @@ pub fn validate_route(spec: &RouteSpec) -> Result<(), InvalidRoute> {
         Ok(())
     } else {
         Err(InvalidRoute(errors))
+    }
+}
+
+/// Checks one rule's matches and filters, the parts a Route's rule shares with a Gateway API
+/// HTTPRoute's; `at` names the rule (`spec.rules[0]`). The HTTPRoute translation calls it on
+/// the rule it builds, since a manifest file has no CRD to check that for it.
+pub fn validate_rule_matches_and_filters(rule: &RouteRule, at: &str) -> Result<(), InvalidRoute> {
+    let mut errors = Vec::new();
+    let mut fail = |field: String, reason: &str| {
+        errors.push(FieldError {
+            field,
+            reason: reason.to_owned(),
+        })
+    };
+    check_matches(rule, at, &mut fail);
+    check_filters(rule, at, &mut fail);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidRoute(errors))
+    }
+}
+
+fn check_matches(rule: &RouteRule, at: &str, fail: &mut dyn FnMut(String, &str)) {
+    for (m, route_match) in rule.matches.iter().enumerate() {
+        let at = format!("{at}.matches[{m}]");
+        if let Some(path) = &route_match.path {
+            let checked = match path.kind {
+                PathMatchType::PathPrefix | PathMatchType::Exact => check_path(&path.value),
+                PathMatchType::RegularExpression if path.value.is_empty() => {
+                    Err("must not be empty")
+                }
+                PathMatchType::RegularExpression => Ok(()),
+            };
+            if let Err(reason) = checked {
+                fail(format!("{at}.path.value"), reason);
+            }
+        }
+        for (h, header) in route_match.headers.iter().enumerate() {
+            if !is_token(&header.name) {
+                fail(
+                    format!("{at}.headers[{h}].name"),
+                    "must be a valid HTTP header name",
+                );
+            }
+            if let Err(reason) = check_match_value(header.kind, &header.value) {
+                fail(format!("{at}.headers[{h}].value"), reason);
+            }
+        }
+        for (q, query) in route_match.query_params.iter().enumerate() {
+            if query.name.is_empty() || query.name.len() > 256 {
+                fail(
+                    format!("{at}.queryParams[{q}].name"),
+                    "must be 1 to 256 characters",
+                );
+            }
+            if let Err(reason) = check_match_value(query.kind, &query.value) {
+                fail(format!("{at}.queryParams[{q}].value"), reason);
+            }
+        }
     }
 }
 

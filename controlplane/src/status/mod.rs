@@ -27,6 +27,7 @@
 //! object once on taking over.
 
 mod aimodel;
+mod gateway_api;
 mod ingress;
 mod route;
 
@@ -39,7 +40,6 @@ use std::{
     time::SystemTime,
 };
 
-use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
@@ -52,8 +52,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use weir_contract::{
-    AiModelReport, EjectedProviders, NamespacedName, Origin, RouteReport, Snapshot,
+    AiModelReport, EjectedProviders, GatewayClassReport, GatewayReport, HttpRouteReport,
+    NamespacedName, Origin, RouteReport, Snapshot,
 };
+use weir_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute};
 use weir_informer::queue::{QueueConfig, WorkQueue};
 
 use crate::{
@@ -79,6 +81,9 @@ enum Verdict {
     AiModel(Arc<AiModelReport>),
     /// An Ingress Weir serves: its status is the published address alone.
     Ingress,
+    GatewayClass(Arc<GatewayClassReport>),
+    Gateway(Arc<GatewayReport>),
+    HttpRoute(Arc<HttpRouteReport>),
 }
 
 /// Everything the writer knows, behind one lock that no `.await` holds.
@@ -126,9 +131,40 @@ impl StatusState {
                     Verdict::Ingress,
                 )
             });
+        let gateway_api = &snapshot.gateway_api;
+        let classes = gateway_api
+            .classes
+            .iter()
+            .filter(|report| report.origin == Origin::Cluster)
+            .map(|report| {
+                let key = ObjectKey::new(Kind::GatewayClass, NamespacedName::new("", &report.name));
+                (key, Verdict::GatewayClass(report.clone()))
+            });
+        let gateways = gateway_api
+            .gateways
+            .iter()
+            .filter(|report| report.origin == Origin::Cluster)
+            .map(|report| {
+                let key = ObjectKey::new(Kind::Gateway, report.id.clone());
+                (key, Verdict::Gateway(report.clone()))
+            });
+        let http_routes = gateway_api
+            .http_routes
+            .iter()
+            .filter(|report| report.origin == Origin::Cluster)
+            .map(|report| {
+                let key = ObjectKey::new(Kind::HTTPRoute, report.id.clone());
+                (key, Verdict::HttpRoute(report.clone()))
+            });
         let mut stale = Vec::new();
         let mut present = BTreeSet::new();
-        for (key, verdict) in routes.chain(models).chain(ingresses) {
+        for (key, verdict) in routes
+            .chain(models)
+            .chain(ingresses)
+            .chain(classes)
+            .chain(gateways)
+            .chain(http_routes)
+        {
             present.insert(key.clone());
             // An unchanged object keeps its report's `Arc` from one snapshot to the next, and
             // `Arc`'s equality tries the pointer first.
@@ -166,6 +202,9 @@ impl StatusState {
             Verdict::Route(report) => route::status(report, previous, now),
             Verdict::AiModel(report) => aimodel::status(report, &self.ejected, previous, now),
             Verdict::Ingress => ingress::status(self.published.as_ref()?),
+            Verdict::GatewayClass(report) => gateway_api::class_status(report, previous, now),
+            Verdict::Gateway(report) => gateway_api::gateway_status(report, previous, now),
+            Verdict::HttpRoute(report) => gateway_api::http_route_status(report, previous, now),
         };
         Some((verdict, status))
     }
@@ -201,6 +240,10 @@ impl StatusMetrics {
         let kind = match kind {
             Kind::Route => "Route",
             Kind::AIModel => "AIModel",
+            Kind::Ingress => "Ingress",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::HTTPRoute => "HTTPRoute",
             _ => "other",
         };
         self.writes.get_or_create(&vec![("kind", kind)]).inc();
@@ -317,13 +360,48 @@ async fn write_status(writer: Writer, key: ObjectKey) -> Result<(), kube::Error>
         (verdict, status, permit)
     };
     let applied = match &verdict {
-        Verdict::Route(_) => apply_status::<weir_crds::Route>(client, &key.id, status.body).await,
+        Verdict::Route(_) => {
+            apply_status::<weir_crds::Route>(
+                Api::namespaced(client, &key.id.namespace),
+                &key.id,
+                status.body,
+            )
+            .await
+        }
         Verdict::AiModel(_) => {
-            apply_status::<weir_crds::AIModel>(client, &key.id, status.body).await
+            apply_status::<weir_crds::AIModel>(
+                Api::namespaced(client, &key.id.namespace),
+                &key.id,
+                status.body,
+            )
+            .await
         }
         Verdict::Ingress => {
-            apply_status::<k8s_openapi::api::networking::v1::Ingress>(client, &key.id, status.body)
-                .await
+            apply_status::<k8s_openapi::api::networking::v1::Ingress>(
+                Api::namespaced(client, &key.id.namespace),
+                &key.id,
+                status.body,
+            )
+            .await
+        }
+        Verdict::GatewayClass(_) => {
+            apply_status::<GatewayClass>(Api::all(client), &key.id, status.body).await
+        }
+        Verdict::Gateway(_) => {
+            apply_status::<Gateway>(
+                Api::namespaced(client, &key.id.namespace),
+                &key.id,
+                status.body,
+            )
+            .await
+        }
+        Verdict::HttpRoute(_) => {
+            apply_status::<HTTPRoute>(
+                Api::namespaced(client, &key.id.namespace),
+                &key.id,
+                status.body,
+            )
+            .await
         }
     }?;
     if !applied {
@@ -338,15 +416,11 @@ async fn write_status(writer: Writer, key: ObjectKey) -> Result<(), kube::Error>
     Ok(())
 }
 
-/// Applies `status` to object `id` of kind `K`; `false` when the object is gone.
-async fn apply_status<K>(client: Client, id: &NamespacedName, status: Value) -> kube::Result<bool>
+/// Applies `status` to object `id` of kind `K` through `api`; `false` when the object is gone.
+async fn apply_status<K>(api: Api<K>, id: &NamespacedName, status: Value) -> kube::Result<bool>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
-    let api: Api<K> = Api::namespaced(client, &id.namespace);
     let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -370,7 +444,9 @@ fn lock(state: &Mutex<StatusState>) -> MutexGuard<'_, StatusState> {
 /// An object's conditions as last written: each one's status and since when it has had it.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct WrittenConditions {
-    by_type: Vec<(&'static str, &'static str, String)>,
+    /// `(scope and type, status, since)`: the scope tells apart the conditions of an object's
+    /// parts (a Gateway's listeners, an HTTPRoute's parents).
+    by_type: Vec<(String, &'static str, String)>,
 }
 
 impl WrittenConditions {
@@ -386,6 +462,8 @@ impl WrittenConditions {
 /// Builds an object's conditions, each keeping its `lastTransitionTime` while its status is
 /// the one last written.
 struct Conditions<'a> {
+    /// Prefixed to each type in what is remembered: `listener/http/`.
+    scope: String,
     generation: Option<i64>,
     previous: Option<&'a WrittenConditions>,
     now: String,
@@ -426,6 +504,7 @@ impl<'a> Conditions<'a> {
         now: SystemTime,
     ) -> Self {
         Self {
+            scope: String::new(),
             generation,
             previous,
             now: rfc3339(now),
@@ -442,9 +521,10 @@ impl<'a> Conditions<'a> {
         message: &str,
     ) {
         let status = status.into().as_str();
+        let key = format!("{}{type_}", self.scope);
         let since = self
             .previous
-            .and_then(|previous| previous.since(type_, status))
+            .and_then(|previous| previous.since(&key, status))
             .unwrap_or(&self.now)
             .to_owned();
         self.list.push(json!({
@@ -455,7 +535,27 @@ impl<'a> Conditions<'a> {
             "observedGeneration": self.generation,
             "lastTransitionTime": since,
         }));
-        self.written.by_type.push((type_, status, since));
+        self.written.by_type.push((key, status, since));
+    }
+
+    /// The conditions of one part of an object (a listener, a parent), remembered under
+    /// `scope` among the object's.
+    fn scoped(
+        generation: Option<i64>,
+        previous: Option<&'a WrittenConditions>,
+        now: SystemTime,
+        scope: String,
+    ) -> Self {
+        Self {
+            scope,
+            ..Self::new(generation, previous, now)
+        }
+    }
+
+    /// The `conditions` list, what to remember of it added to `written`.
+    fn finish_into(self, written: &mut WrittenConditions) -> Value {
+        written.by_type.extend(self.written.by_type);
+        Value::Array(self.list)
     }
 
     /// The `conditions` list, and what to remember of it.

@@ -369,7 +369,7 @@ fn url_endpoint(url: &str) -> AiEndpoint {
 }
 
 /// A Kubernetes label selector in the contract's terms.
-fn label_selector(selector: &meta::LabelSelector) -> Result<LabelSelector, String> {
+pub(crate) fn label_selector(selector: &meta::LabelSelector) -> Result<LabelSelector, String> {
     let match_labels = selector
         .match_labels
         .iter()

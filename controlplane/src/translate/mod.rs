@@ -3,6 +3,7 @@
 //! [`Lookup`](crate::resolve::Lookup).
 
 pub mod aimodel;
+pub mod gateway_api;
 pub mod ingress;
 pub mod policy;
 pub mod route;

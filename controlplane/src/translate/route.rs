@@ -37,67 +37,7 @@ pub fn translate(
     let mut problems = Vec::new();
     let mut rules = Vec::with_capacity(spec.rules.len());
     for (r, rule) in spec.rules.iter().enumerate() {
-        let mut matches = Vec::with_capacity(rule.matches.len().max(1));
-        for (m, route_match) in rule.matches.iter().enumerate() {
-            let path = match &route_match.path {
-                None => PathMatch::Prefix("/".into()),
-                Some(path) => match path.kind {
-                    PathMatchType::Exact => PathMatch::Exact(path.value.clone()),
-                    PathMatchType::PathPrefix => PathMatch::Prefix(normalise_prefix(&path.value)),
-                    PathMatchType::RegularExpression => PathMatch::RegularExpression(
-                        anchored_regex(&path.value).map_err(|error| Rejected {
-                            reason: AcceptedReason::InvalidRegex,
-                            message: format!("spec.rules[{r}].matches[{m}].path.value: {error}"),
-                        })?,
-                    ),
-                },
-            };
-            let value = |kind: ValueMatchType, value: &str, field: String| match kind {
-                ValueMatchType::Exact => Ok(ValueMatch::Exact(value.to_owned())),
-                ValueMatchType::RegularExpression => anchored_regex(value)
-                    .map(ValueMatch::RegularExpression)
-                    .map_err(|error| Rejected {
-                        reason: AcceptedReason::InvalidRegex,
-                        message: format!("{field}: {error}"),
-                    }),
-            };
-            let at = format!("spec.rules[{r}].matches[{m}]");
-            let mut headers = Vec::with_capacity(route_match.headers.len());
-            for (h, header) in route_match.headers.iter().enumerate() {
-                headers.push(HeaderMatch {
-                    // Validation checked the name is a token; lowercased it is a header name.
-                    name: HeaderName::from_bytes(header.name.to_ascii_lowercase().as_bytes())
-                        .expect("validated header name"),
-                    value: value(
-                        header.kind,
-                        &header.value,
-                        format!("{at}.headers[{h}].value"),
-                    )?,
-                });
-            }
-            let mut query = Vec::with_capacity(route_match.query_params.len());
-            for (q, param) in route_match.query_params.iter().enumerate() {
-                query.push(QueryMatch {
-                    name: param.name.clone(),
-                    value: value(
-                        param.kind,
-                        &param.value,
-                        format!("{at}.queryParams[{q}].value"),
-                    )?,
-                });
-            }
-            matches.push(RouteMatch {
-                path,
-                method: route_match
-                    .method
-                    .map(|m| Method::from_bytes(m.as_str().as_bytes()).expect("standard method")),
-                headers,
-                query,
-            });
-        }
-        if matches.is_empty() {
-            matches.push(RouteMatch::any());
-        }
+        let matches = rule_matches(&rule.matches, &format!("spec.rules[{r}]"))?;
         let mut backends = Vec::with_capacity(rule.backends.len());
         for (b, backend) in rule.backends.iter().enumerate() {
             let at = format!("spec.rules[{r}].backends[{b}]");
@@ -192,6 +132,86 @@ pub fn translate(
         certificates,
         problems,
     })
+}
+
+/// A rule's matches in the contract's form, `at` naming the rule (`spec.rules[0]`): regexes
+/// compiled and anchored, prefixes normalised, header names lowercased; none written is
+/// `PathPrefix /`. Route and HTTPRoute rules share this shape.
+pub(crate) fn rule_matches(
+    rule_matches: &[weir_crds::RouteMatch],
+    at: &str,
+) -> Result<Vec<RouteMatch>, Rejected> {
+    let mut matches = Vec::with_capacity(rule_matches.len().max(1));
+    for (m, route_match) in rule_matches.iter().enumerate() {
+        let path =
+            match &route_match.path {
+                None => PathMatch::Prefix("/".into()),
+                Some(path) => match path.kind {
+                    PathMatchType::Exact => PathMatch::Exact(path.value.clone()),
+                    PathMatchType::PathPrefix => PathMatch::Prefix(normalise_prefix(&path.value)),
+                    PathMatchType::RegularExpression => PathMatch::RegularExpression(
+                        anchored_regex(&path.value).map_err(|error| Rejected {
+                            reason: AcceptedReason::InvalidRegex,
+                            message: format!("{at}.matches[{m}].path.value: {error}"),
+                        })?,
+                    ),
+                },
+            };
+        let value = |kind: ValueMatchType, value: &str, field: String| match kind {
+            ValueMatchType::Exact => Ok(ValueMatch::Exact(value.to_owned())),
+            ValueMatchType::RegularExpression => anchored_regex(value)
+                .map(ValueMatch::RegularExpression)
+                .map_err(|error| Rejected {
+                    reason: AcceptedReason::InvalidRegex,
+                    message: format!("{field}: {error}"),
+                }),
+        };
+        let at = format!("{at}.matches[{m}]");
+        let mut headers = Vec::with_capacity(route_match.headers.len());
+        for (h, header) in route_match.headers.iter().enumerate() {
+            // A Route's validation checked the name; an HTTPRoute's CRD did in a cluster,
+            // but a manifest file has no CRD to check it.
+            let name = HeaderName::from_bytes(header.name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| Rejected {
+                    reason: AcceptedReason::Invalid,
+                    message: format!(
+                        "{at}.headers[{h}].name: {:?} is not a header name",
+                        header.name
+                    ),
+                })?;
+            headers.push(HeaderMatch {
+                name,
+                value: value(
+                    header.kind,
+                    &header.value,
+                    format!("{at}.headers[{h}].value"),
+                )?,
+            });
+        }
+        let mut query = Vec::with_capacity(route_match.query_params.len());
+        for (q, param) in route_match.query_params.iter().enumerate() {
+            query.push(QueryMatch {
+                name: param.name.clone(),
+                value: value(
+                    param.kind,
+                    &param.value,
+                    format!("{at}.queryParams[{q}].value"),
+                )?,
+            });
+        }
+        matches.push(RouteMatch {
+            path,
+            method: route_match
+                .method
+                .map(|m| Method::from_bytes(m.as_str().as_bytes()).expect("standard method")),
+            headers,
+            query,
+        });
+    }
+    if matches.is_empty() {
+        matches.push(RouteMatch::any());
+    }
+    Ok(matches)
 }
 
 /// The certificate for `hosts` in the `kubernetes.io/tls` Secret `secret_name` of the object's

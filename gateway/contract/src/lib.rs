@@ -48,9 +48,10 @@ pub use policy::{
     RetryPolicy, RulePolicy, Timeouts, UrlRewrite,
 };
 pub use report::{
-    AcceptedReason, AiModelReport, IngressReport, Origin, ProviderReport, RefProblem,
-    ResolvedRefsReason, RouteReport, SourceProblem,
+    AcceptedReason, AiModelReport, Condition, GatewayClassReport, GatewayListenerReport,
+    GatewayReport, HttpRouteReport, IngressReport, Origin, ParentRef, ProviderReport, RefProblem,
+    ResolvedRefsReason, RouteParentReport, RouteReport, SourceProblem,
 };
 pub use route::{HeaderMatch, PathMatch, QueryMatch, Route, RouteMatch, Rule, ValueMatch};
 pub use secret::{Credential, SecretBytes, TlsCertificate};
-pub use snapshot::Snapshot;
+pub use snapshot::{GatewayApiReports, Snapshot};

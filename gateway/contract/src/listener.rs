@@ -13,7 +13,7 @@ use std::{net::SocketAddr, sync::Arc};
 use crate::secret::TlsCertificate;
 
 /// A socket to serve routes on.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Listener {
     /// Unique within a snapshot, for logs and for routes to attach to:
     /// `gateway:namespace/name#listener` for a Gateway's.

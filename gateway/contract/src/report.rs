@@ -164,3 +164,90 @@ pub struct SourceProblem {
     pub origin: String,
     pub reason: String,
 }
+
+/// A condition in Gateway API's shape; its type and reason are the spec's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    /// A sentence a user can act on; may be empty when all is well.
+    pub message: String,
+}
+
+impl Condition {
+    pub fn new(
+        kind: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The verdict on one GatewayClass whose controller is Weir's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayClassReport {
+    pub name: String,
+    pub origin: Origin,
+    pub generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+    /// The Gateway API features Weir implements, by their conformance names, sorted.
+    pub supported_features: Vec<&'static str>,
+}
+
+/// The verdict on one Gateway of a Weir class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayReport {
+    pub id: NamespacedName,
+    pub origin: Origin,
+    pub generation: Option<i64>,
+    /// Where it is reachable: `(type, value)`, `IPAddress` or `Hostname`.
+    pub addresses: Vec<(&'static str, String)>,
+    pub conditions: Vec<Condition>,
+    /// One per listener, in the order of the spec.
+    pub listeners: Vec<GatewayListenerReport>,
+}
+
+/// One listener of a Gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayListenerReport {
+    pub name: String,
+    /// Route kinds it accepts, as `(group, kind)`.
+    pub supported_kinds: Vec<(&'static str, &'static str)>,
+    pub attached_routes: u32,
+    pub conditions: Vec<Condition>,
+}
+
+/// A route's parent reference, as the route wrote it (the API server's defaults filled in).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParentRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub section_name: Option<String>,
+    pub port: Option<i32>,
+}
+
+/// The verdict on one HTTPRoute: one entry per parent of a Weir class it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRouteReport {
+    pub id: NamespacedName,
+    pub origin: Origin,
+    pub generation: Option<i64>,
+    pub parents: Vec<RouteParentReport>,
+}
+
+/// A route's standing with one parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteParentReport {
+    pub parent: ParentRef,
+    pub conditions: Vec<Condition>,
+}

@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     ai::AiConfig,
     listener::Listener,
-    report::{AiModelReport, IngressReport, RouteReport, SourceProblem},
+    report::{
+        AiModelReport, GatewayClassReport, GatewayReport, HttpRouteReport, IngressReport,
+        RouteReport, SourceProblem,
+    },
     route::Route,
     secret::TlsCertificate,
 };
@@ -36,8 +39,19 @@ pub struct Snapshot {
     pub ingress_reports: Vec<Arc<IngressReport>>,
     /// One report per AIModel the sources hold, accepted or not.
     pub ai_reports: Vec<Arc<AiModelReport>>,
+    /// What Weir made of the Gateway API objects it implements: GatewayClasses of its
+    /// controller, their Gateways, and the HTTPRoutes that name them.
+    pub gateway_api: Arc<GatewayApiReports>,
     /// Problems the sources found outside any Route (unparseable files, unknown kinds).
     pub source_problems: Vec<SourceProblem>,
     /// How long the reconcile that built this snapshot took.
     pub reconcile_duration: Duration,
+}
+
+/// The Gateway API verdicts of one snapshot; the same `Arc` while none changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GatewayApiReports {
+    pub classes: Vec<Arc<GatewayClassReport>>,
+    pub gateways: Vec<Arc<GatewayReport>>,
+    pub http_routes: Vec<Arc<HttpRouteReport>>,
 }

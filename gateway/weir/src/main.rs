@@ -29,6 +29,7 @@ use weir_controlplane::{
     Reconciler, ReconcilerMetrics, leader, reconciler,
     source::{files, kubernetes},
     status,
+    translate::gateway_api::GatewayAddresses,
 };
 use weir_gateway::{
     admin,
@@ -77,6 +78,12 @@ struct Cli {
     /// alone.
     #[arg(long, value_name = "IP|HOSTNAME")]
     publish_address: Option<status::PublishedAddress>,
+    /// Gateway API: the network Gateways take their addresses from, one each (e.g.
+    /// `10.0.5.0/28`, `127.0.1.0/24` for tests); each listens there on its listeners' ports,
+    /// isolated from the others. Without it, every Gateway listens on all local addresses and
+    /// reports --publish-address.
+    #[arg(long, value_name = "CIDR")]
+    gateway_addresses: Option<ipnet::IpNet>,
     /// The longest a client may take from a request's first byte to its last header byte
     /// (and to send anything, or to finish a TLS handshake, on a new connection). HTTP/1.1
     /// clients get 408.
@@ -338,7 +345,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let table = Arc::new(ArcSwap::from_pointee(compiler.empty()));
-    let mut reconciler = Reconciler::default();
+    let mut reconciler = Reconciler::default().with_gateway_addresses(GatewayAddresses {
+        pool: cli.gateway_addresses,
+        published: cli.publish_address.as_ref().map(|address| match address {
+            status::PublishedAddress::Ip(ip) => ("IPAddress", ip.to_string()),
+            status::PublishedAddress::Hostname(name) => ("Hostname", name.clone()),
+        }),
+    });
     if let Some(secret) = cli.default_certificate.clone() {
         reconciler = reconciler.with_default_certificate(secret);
     }
