@@ -267,6 +267,29 @@ impl Cluster {
         ]);
     }
 
+    /// Installs the Gateway API's standard-channel CRDs (the version `tests/conformance`
+    /// pins) and waits until they are Established; returns their files, for deleting them.
+    pub fn install_gateway_api_crds(&self) -> Vec<PathBuf> {
+        let files = gateway_api_crd_files();
+        for file in &files {
+            self.kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+        }
+        // The bundle also holds a ValidatingAdmissionPolicy, which has no Established.
+        for file in files
+            .iter()
+            .filter(|f| !f.to_string_lossy().contains("_vap_"))
+        {
+            self.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "-f",
+                file.to_str().unwrap(),
+                "--timeout=60s",
+            ]);
+        }
+        files
+    }
+
     /// Whether the identity [`Self::weir_identity`] made for `namespace` may do what `args`
     /// ask (`kubectl auth can-i` words: `["patch", "aimodels", "--subresource=status"]`), in
     /// that namespace.
@@ -511,3 +534,48 @@ pub fn repo_root() -> PathBuf {
 
 /// How long cluster operations may take before a test gives up.
 pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The Gateway API version the tests use: the one `tests/conformance/go.mod` pins.
+pub fn gateway_api_version() -> String {
+    let go_mod = std::fs::read_to_string(repo_root().join("tests/conformance/go.mod"))
+        .expect("reading tests/conformance/go.mod");
+    go_mod
+        .lines()
+        .map(str::trim)
+        .map(|line| line.trim_start_matches("require").trim())
+        .find_map(|line| {
+            let (module, version) = line.split_once(' ')?;
+            let version = version.split_whitespace().next()?;
+            (module == "sigs.k8s.io/gateway-api").then(|| version.to_owned())
+        })
+        .expect("tests/conformance/go.mod requires sigs.k8s.io/gateway-api")
+}
+
+/// The standard-channel CRD files of [`gateway_api_version`], from Go's module cache (fetched
+/// through the Go proxy on first use).
+pub fn gateway_api_crd_files() -> Vec<PathBuf> {
+    let module = format!("sigs.k8s.io/gateway-api@{}", gateway_api_version());
+    let output = Command::new("go")
+        .args(["mod", "download", "-json", &module])
+        .output()
+        .expect("running go mod download");
+    assert!(
+        output.status.success(),
+        "go mod download {module}: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("go mod download's JSON");
+    let dir = PathBuf::from(info["Dir"].as_str().expect("a module directory"))
+        .join("config/crd/standard");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension().is_some_and(|ext| ext == "yaml")
+                && !path.ends_with("kustomization.yaml")
+        })
+        .collect();
+    files.sort();
+    files
+}
