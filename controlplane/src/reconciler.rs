@@ -17,6 +17,12 @@
 //! backends only the oldest Ingress's is served (creation time, then `namespace/name`), after
 //! everything else.
 //!
+//! The Gateway API objects (GatewayClasses, Gateways, HTTPRoutes, ReferenceGrants and the
+//! Namespaces whose labels they select) are translated together
+//! ([`translate::gateway_api`]), again whenever any of them or an object they looked up
+//! changed: what an HTTPRoute serves depends on every Gateway it names. Their routes are served
+//! on the Gateways' own sockets ([`Snapshot::listeners`]), never on the command line's.
+//!
 //! [`run`] drives it: events are applied as they arrive and a snapshot is published once the
 //! stream goes quiet for a moment (debounced), and only after every source has synced.
 

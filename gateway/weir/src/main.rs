@@ -48,7 +48,8 @@ use weir_informer::InformerFactory;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Standalone mode: a directory of Route, Ingress, IngressClass, Service, EndpointSlice and
+    /// Standalone mode: a directory of Route, AIModel, Ingress, IngressClass, Gateway API
+    /// (GatewayClass, Gateway, HTTPRoute, ReferenceGrant), Namespace, Service, EndpointSlice and
     /// Secret manifests, reloaded on change.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "namespace", "selector", "publish_address"])]
     config: Option<PathBuf>,
