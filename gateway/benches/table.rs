@@ -10,7 +10,10 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
-use weir_gateway::{metrics::Metrics, table::TableCompiler};
+use weir_gateway::{
+    metrics::Metrics,
+    table::{RouteScope, TableCompiler},
+};
 
 fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("table/lookup");
@@ -21,13 +24,21 @@ fn lookup(c: &mut Criterion) {
         let host = support::host(routes / 2);
         assert!(
             table
-                .find(&host, &Method::GET, "/api/orders/42", None, &headers)
+                .find(
+                    &RouteScope::CommandLine,
+                    &host,
+                    &Method::GET,
+                    "/api/orders/42",
+                    None,
+                    &headers
+                )
                 .is_some()
         );
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::from_parameter(routes), |b| {
             b.iter(|| {
                 table.find(
+                    black_box(&RouteScope::CommandLine),
                     black_box(&host),
                     black_box(&Method::GET),
                     black_box("/api/orders/42"),

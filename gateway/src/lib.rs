@@ -2,8 +2,9 @@
 //! and the admin server.
 //!
 //! It receives [`weir_contract::Snapshot`]s, compiles each into a [`table::RoutingTable`]
-//! and swaps it in atomically; it never talks to a configuration source itself, and links
-//! neither kube nor the control plane.
+//! and swaps it in atomically, and opens and closes the sockets the snapshot's listeners ask
+//! for ([`listener::snapshot_sockets`]); it never talks to a configuration source itself, and
+//! links neither kube nor the control plane.
 
 pub mod admin;
 pub mod ai;
@@ -27,16 +28,18 @@ use tokio::sync::watch;
 use weir_contract::Snapshot;
 
 use crate::{
-    listener::tls::CertificateResolver,
+    listener::{snapshot_sockets::SnapshotSockets, tls::CertificateResolver},
     table::{RoutingTable, TableCompiler},
 };
 
 /// How often state that no table holds any more is looked for, besides after each swap
-/// (a request that outlived its table may have kept some alive then).
+/// (a request that outlived its table may have kept some alive then); and how often a
+/// listener socket that could not be opened is tried again without a new snapshot.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-/// Compiles each snapshot the control plane publishes and makes it the live table, and its
-/// certificates the ones the TLS listener serves (when there is one).
+/// Compiles each snapshot the control plane publishes and makes it the live table, its
+/// certificates the ones the command line's TLS listener serves (when there is one), and its
+/// listeners' sockets the open ones (`sockets`, once the table that routes for them is live).
 ///
 /// Requests in flight keep the table they started with; new requests see the new one.
 /// Returns when the control plane is gone.
@@ -45,8 +48,10 @@ pub async fn apply_snapshots(
     table: Arc<ArcSwap<RoutingTable>>,
     compiler: TableCompiler,
     certificates: Option<Arc<CertificateResolver>>,
+    mut sockets: SnapshotSockets,
 ) {
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut sweep =
+        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
         if let Some(snapshot) = snapshot {
@@ -55,7 +60,7 @@ pub async fn apply_snapshots(
             if let Some(certificates) = &certificates {
                 certificates.update(&snapshot);
             }
-            let compiled = compiler.compile(snapshot, Some(&table.load()));
+            let compiled = compiler.compile(snapshot.clone(), Some(&table.load()));
             let (generation, routes) = (compiled.generation, compiled.route_count());
             let previous = table.swap(Arc::new(compiled));
             let compile = started.elapsed();
@@ -71,6 +76,7 @@ pub async fn apply_snapshots(
             );
             drop(previous);
             compiler.sweep();
+            sockets.update(&snapshot);
         }
         loop {
             tokio::select! {
@@ -80,6 +86,7 @@ pub async fn apply_snapshots(
                 },
                 _ = sweep.tick() => {
                     compiler.sweep();
+                    sockets.retry_failed();
                 }
             }
         }

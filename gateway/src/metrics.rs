@@ -126,6 +126,12 @@ impl EncodeMetric for DurationHistogram {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AddressLabels {
+    /// A snapshot listener's `address:port`.
+    address: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     route: String,
     outcome: &'static str,
@@ -145,6 +151,8 @@ pub struct Metrics {
     table_generation: Gauge,
     table_routes: Gauge,
     table_compile_duration: Histogram,
+    listener_sockets: Gauge,
+    listener_bind_failures: Family<AddressLabels, Counter>,
     ai: crate::ai::AiMetrics,
 }
 
@@ -162,6 +170,8 @@ impl Default for Metrics {
             table_generation: Gauge::default(),
             table_routes: Gauge::default(),
             table_compile_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            listener_sockets: Gauge::default(),
+            listener_bind_failures: Family::default(),
             ai: crate::ai::AiMetrics::default(),
         }
     }
@@ -220,6 +230,16 @@ impl Metrics {
             "table_compile_duration_seconds",
             "Time to compile a snapshot into a routing table",
             self.table_compile_duration.clone(),
+        );
+        registry.register(
+            "listener_sockets",
+            "Sockets open for the snapshot's listeners (one per address)",
+            self.listener_sockets.clone(),
+        );
+        registry.register(
+            "listener_bind_failures",
+            "Failed attempts to open the socket of a snapshot's listeners, by address",
+            self.listener_bind_failures.clone(),
         );
         self.ai.register(registry);
     }
@@ -311,6 +331,20 @@ impl Metrics {
         self.table_generation.set(generation as i64);
         self.table_routes.set(routes as i64);
         self.table_compile_duration.observe(compile.as_secs_f64());
+    }
+
+    /// Records how many sockets the snapshot's listeners have open.
+    pub fn listener_sockets_open(&self, sockets: usize) {
+        self.listener_sockets.set(sockets as i64);
+    }
+
+    /// Counts a failed attempt to open the socket at `address`.
+    pub fn listener_bind_failed(&self, address: std::net::SocketAddr) {
+        self.listener_bind_failures
+            .get_or_create(&AddressLabels {
+                address: address.to_string(),
+            })
+            .inc();
     }
 }
 

@@ -4,9 +4,10 @@
 //! - `/healthz`: 200 while the process runs.
 //! - `/readyz`: 200 once the first routing table is live, 503 before.
 //! - `/metrics`: Prometheus text.
-//! - `/debug/routes`: JSON of the live configuration for operators ([`view`]): accepted
-//!   routes, a report per Route, source problems. Built from the snapshot field by field, it
-//!   cannot contain secret material: the contract's secret types cannot be serialised.
+//! - `/debug/routes`: JSON of the live configuration for operators ([`view`]): the snapshot's
+//!   listeners, accepted routes, a report per Route, source problems. Built from the snapshot
+//!   field by field, it cannot contain secret material: the contract's secret types cannot be
+//!   serialised.
 
 use std::{convert::Infallible, sync::Arc};
 

@@ -1,23 +1,29 @@
 //! The operator's view of a snapshot, as `/debug/routes` serves it.
 //!
-//! Built field by field from the contract: routes with their matches, filters, backends and
-//! resolved endpoints; a report per Route; the sources' problems; and, for certificates, only
-//! which Secret serves which hosts. Live state the table holds is shown beside what it belongs
-//! to: each endpoint's outlier-detection health (ejected, for how long). Nothing here can hold a private key or a credential: the
-//! contract's secret types implement no `Serialize`, and no field of this view is taken from
-//! one.
+//! Built field by field from the contract: the snapshot's listeners (address, protocol,
+//! hostname, which Secrets serve their certificates); routes with the listeners they are
+//! attached to, their matches, filters, backends (an invalid one with the reason it is
+//! answered 500) and resolved endpoints; a report per Route; the sources' problems; and, for
+//! certificates, only which Secret serves which hosts. Live state the table holds is shown
+//! beside what it belongs to: each endpoint's outlier-detection health (ejected, for how long).
+//! Nothing here can hold a private key or a credential: the contract's secret types implement
+//! no `Serialize`, and no field of this view is taken from one.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
 use weir_contract::{
-    Backend, BodyTimeout, Filter, HashKey, HeaderModifier, LoadBalancer, NamespacedName, PathMatch,
-    PathModifier, RateLimitKey, Route, RouteKind, RouteMatch, RouteReport, Rule, RulePolicy,
-    Snapshot, SourceProblem, TlsCertificate, Unresolved, ValueMatch,
+    Backend, BodyTimeout, Filter, HashKey, HeaderModifier, Listener, ListenerProtocol,
+    LoadBalancer, NamespacedName, PathMatch, PathModifier, RateLimitKey, Route, RouteKind,
+    RouteMatch, RouteReport, Rule, RuleBackend, RulePolicy, ServiceBackend, Snapshot,
+    SourceProblem, TlsCertificate, Unresolved, ValueMatch,
 };
 
-use crate::table::{RoutingTable, RuleTarget};
+use crate::{
+    balance::BackendEndpoints,
+    table::{RoutingTable, RuleTarget},
+};
 
 /// Finds the live target of a rule of a route, if the table has one.
 type LiveTargets<'a> = &'a dyn Fn(&Route, usize) -> Option<Arc<RuleTarget>>;
@@ -26,6 +32,9 @@ type LiveTargets<'a> = &'a dyn Fn(&Route, usize) -> Option<Arc<RuleTarget>>;
 #[derive(Serialize)]
 pub struct SnapshotView {
     pub generation: u64,
+    /// The listeners configuration defines, beyond the command line's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerView>,
     pub routes: Vec<RouteView>,
     pub certificates: Vec<CertificateView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,6 +45,20 @@ pub struct SnapshotView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ingress_reports: Vec<IngressReportView>,
     pub source_problems: Vec<ProblemView>,
+}
+
+#[derive(Serialize)]
+pub struct ListenerView {
+    pub name: String,
+    /// `address:port`; listeners with the same one share its socket.
+    pub address: String,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Which Secrets serve which hosts (none: the socket's default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateView>,
 }
 
 #[derive(Serialize)]
@@ -55,12 +78,16 @@ pub struct ObjectView {
 #[derive(Serialize)]
 pub struct RouteView {
     pub id: ObjectView,
-    /// `Ingress` for an Ingress's routes; absent for Weir's Routes.
+    /// `Ingress` or `HTTPRoute` for their routes; absent for Weir's Routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'static str>,
-    /// Which of its object's routes this is: an Ingress's host, `*`, or `defaultBackend`.
+    /// Which of its object's routes this is: an Ingress's host, `*`, or `defaultBackend`; the
+    /// address of the socket an HTTPRoute's is served on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,
+    /// The listeners it is served on; absent for the command line's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<String>,
     pub hosts: Vec<String>,
     pub rules: Vec<RuleView>,
 }
@@ -102,8 +129,27 @@ pub struct ValueMatchView {
     pub value: Option<String>,
 }
 
+/// A backend of a rule: a Service, or a reference the control plane could not accept.
 #[derive(Serialize)]
-pub struct BackendView {
+#[serde(untagged)]
+pub enum BackendView {
+    Service(ServiceBackendView),
+    Invalid(InvalidBackendView),
+}
+
+/// A backend reference the control plane could not accept: its share of the rule's requests
+/// is answered 500.
+#[derive(Serialize)]
+pub struct InvalidBackendView {
+    pub weight: u32,
+    /// Why it is invalid.
+    pub invalid: String,
+    /// Always empty: there is nothing to send to.
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct ServiceBackendView {
     pub service: ObjectView,
     pub weight: u32,
     pub protocol: &'static str,
@@ -177,6 +223,7 @@ pub fn snapshot(snapshot: &Snapshot) -> SnapshotView {
 fn view(snapshot: &Snapshot, live: LiveTargets<'_>) -> SnapshotView {
     SnapshotView {
         generation: snapshot.generation,
+        listeners: snapshot.listeners.iter().map(listener).collect(),
         routes: snapshot.routes.iter().map(|r| route(r, live)).collect(),
         certificates: snapshot
             .certificates
@@ -206,6 +253,23 @@ fn object(id: &NamespacedName) -> ObjectView {
     }
 }
 
+fn listener(listener: &Listener) -> ListenerView {
+    ListenerView {
+        name: listener.name.to_string(),
+        address: listener.address.to_string(),
+        protocol: match listener.protocol {
+            ListenerProtocol::Http => "HTTP",
+            ListenerProtocol::Https => "HTTPS",
+        },
+        hostname: listener.hostname.clone(),
+        certificates: listener
+            .certificates
+            .iter()
+            .map(|c| certificate(c))
+            .collect(),
+    }
+}
+
 fn route(route: &Route, live: LiveTargets<'_>) -> RouteView {
     RouteView {
         id: object(&route.id.object),
@@ -215,6 +279,7 @@ fn route(route: &Route, live: LiveTargets<'_>) -> RouteView {
             RouteKind::HttpRoute => Some("HTTPRoute"),
         },
         section: route.id.section.as_deref().map(str::to_owned),
+        listeners: route.listeners.iter().map(|l| l.to_string()).collect(),
         hosts: route.hosts.clone(),
         rules: route
             .rules
@@ -233,55 +298,17 @@ fn rule(rule: &Rule, live: Option<&RuleTarget>) -> RuleView {
             .backends
             .iter()
             .enumerate()
-            .map(|(index, rule_backend)| {
-                let Backend::Service(service) = &rule_backend.backend else {
-                    todo!("data plane: show invalid backends")
-                };
-                BackendView {
-                    service: object(&service.service),
+            .map(|(index, rule_backend)| match &rule_backend.backend {
+                Backend::Service(service) => BackendView::Service(service_backend(
+                    service,
+                    rule_backend,
+                    live.and_then(|target| target.balancer.backends().get(index)),
+                )),
+                Backend::Invalid(reason) => BackendView::Invalid(InvalidBackendView {
                     weight: rule_backend.weight,
-                    protocol: service.protocol.as_str(),
-                    endpoints: service
-                        .endpoints
-                        .iter()
-                        .map(|e| e.address.to_string())
-                        .collect(),
-                    unresolved: service.unresolved.map(|u| match u {
-                        Unresolved::BackendNotFound => "BackendNotFound",
-                        Unresolved::PortNotFound => "PortNotFound",
-                        Unresolved::InvalidCertificateRef => "InvalidCertificateRef",
-                    }),
-                    tls: service.tls.as_ref().map(|tls| BackendTlsView {
-                        server_name: tls.server_name.clone(),
-                        trust: if tls.ca_pem.is_some() {
-                            "CA certificates from a Secret"
-                        } else {
-                            "system roots"
-                        },
-                    }),
-                    filters: rule_backend.filters.iter().map(filter).collect(),
-                    health: live
-                        .and_then(|target| target.balancer.backends().get(index))
-                        .map(|backend| {
-                            backend
-                                .endpoints
-                                .iter()
-                                .filter_map(|endpoint| {
-                                    let health = endpoint.health.as_ref()?;
-                                    let left = health.ejected_for();
-                                    Some(EndpointHealthView {
-                                        endpoint: endpoint.target.address().to_string(),
-                                        ejected: left.is_some(),
-                                        ejected_for: left.map(|t| {
-                                            humantime::format_duration(round_ms(t)).to_string()
-                                        }),
-                                        ejections: health.ejections(),
-                                    })
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                }
+                    invalid: reason.to_string(),
+                    endpoints: Vec::new(),
+                }),
             })
             .collect(),
         timeout: rule
@@ -296,6 +323,57 @@ fn rule(rule: &Rule, live: Option<&RuleTarget>) -> RuleView {
         },
         max_request_body_bytes: rule.policy.max_request_body_bytes,
         policy: policy(&rule.policy),
+    }
+}
+
+/// A Service backend, with the live health of its endpoints when the table has them.
+fn service_backend(
+    service: &ServiceBackend,
+    rule_backend: &RuleBackend,
+    live: Option<&BackendEndpoints>,
+) -> ServiceBackendView {
+    ServiceBackendView {
+        service: object(&service.service),
+        weight: rule_backend.weight,
+        protocol: service.protocol.as_str(),
+        endpoints: service
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect(),
+        unresolved: service.unresolved.map(|u| match u {
+            Unresolved::BackendNotFound => "BackendNotFound",
+            Unresolved::PortNotFound => "PortNotFound",
+            Unresolved::InvalidCertificateRef => "InvalidCertificateRef",
+        }),
+        tls: service.tls.as_ref().map(|tls| BackendTlsView {
+            server_name: tls.server_name.clone(),
+            trust: if tls.ca_pem.is_some() {
+                "CA certificates from a Secret"
+            } else {
+                "system roots"
+            },
+        }),
+        filters: rule_backend.filters.iter().map(filter).collect(),
+        health: live
+            .map(|backend| {
+                backend
+                    .endpoints
+                    .iter()
+                    .filter_map(|endpoint| {
+                        let health = endpoint.health.as_ref()?;
+                        let left = health.ejected_for();
+                        Some(EndpointHealthView {
+                            endpoint: endpoint.target.address().to_string(),
+                            ejected: left.is_some(),
+                            ejected_for: left
+                                .map(|t| humantime::format_duration(round_ms(t)).to_string()),
+                            ejections: health.ejections(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -539,6 +617,77 @@ mod tests {
         assert!(
             json.contains("shop-tls"),
             "the view still says which Secret: {json}"
+        );
+    }
+
+    #[test]
+    fn listeners_show_address_protocol_hostname_and_certificate_sources_only() {
+        let snapshot = Snapshot {
+            listeners: vec![weir_contract::Listener {
+                name: "gateway:web/public#https".into(),
+                address: ([127, 0, 1, 1], 443).into(),
+                protocol: ListenerProtocol::Https,
+                hostname: Some("shop.example.com".into()),
+                certificates: vec![Arc::new(certificate_with_marker())],
+            }],
+            ..Snapshot::default()
+        };
+        let json = serde_json::to_value(self::snapshot(&snapshot)).unwrap();
+        assert_eq!(
+            json["listeners"],
+            serde_json::json!([{
+                "name": "gateway:web/public#https",
+                "address": "127.0.1.1:443",
+                "protocol": "HTTPS",
+                "hostname": "shop.example.com",
+                "certificates": [{
+                    "secret": {"namespace": "shop", "name": "shop-tls"},
+                    "hosts": ["shop.example.com"],
+                }],
+            }])
+        );
+        assert!(!json.to_string().contains(MARKER));
+    }
+
+    #[test]
+    fn an_invalid_backend_shows_its_reason_and_no_endpoints() {
+        let route = Route {
+            id: weir_contract::RouteId::http_route(
+                NamespacedName::new("web", "shop"),
+                "127.0.1.1:80",
+            ),
+            hosts: vec!["shop.example.com".into()],
+            listeners: vec!["gateway:web/public#http".into()],
+            rules: vec![Rule {
+                matches: vec![RouteMatch::any()],
+                filters: Vec::new(),
+                backends: vec![RuleBackend {
+                    weight: 3,
+                    filters: Vec::new(),
+                    backend: Backend::Invalid("Service web/gone not found".into()),
+                }],
+                policy: RulePolicy::default(),
+            }],
+        };
+        let snapshot = Snapshot {
+            routes: vec![Arc::new(route)],
+            ..Snapshot::default()
+        };
+        let json = serde_json::to_value(self::snapshot(&snapshot)).unwrap();
+        let route = &json["routes"][0];
+        assert_eq!(route["kind"], "HTTPRoute");
+        assert_eq!(route["section"], "127.0.1.1:80");
+        assert_eq!(
+            route["listeners"],
+            serde_json::json!(["gateway:web/public#http"])
+        );
+        assert_eq!(
+            route["rules"][0]["backends"][0],
+            serde_json::json!({
+                "weight": 3,
+                "invalid": "Service web/gone not found",
+                "endpoints": [],
+            })
         );
     }
 }

@@ -15,6 +15,15 @@
 //! change does not restart a rotation or forget a load. A pick can be told to avoid some
 //! endpoints (ejected ones; those a retry already tried): it then takes the next acceptable
 //! one, and only when none is acceptable falls back to what it would have picked.
+//!
+//! An invalid backend ([`BackendEndpoints::invalid`]: a reference the control plane could not
+//! accept) gets its weight's share of the picks, which the proxy answers 500. It has one
+//! stand-in endpoint, never connected to, so a pick has the same shape whatever it names. Its
+//! share is exact under every algorithm: round-robin schedules it like any backend; the others
+//! first take the rule's next round-robin slot, and only when that slot is a valid backend's
+//! choose among the valid backends' endpoints their own way (a rule without invalid backends
+//! skips that step). Retries ([`Balancer::pick_retry`]) choose among the valid backends only,
+//! without moving the rotation, so that they shift no backend's share.
 
 pub mod random;
 pub mod ring;
@@ -65,7 +74,8 @@ impl Drop for InFlight {
     }
 }
 
-/// One backend: a Service and its ready endpoints.
+/// One backend: a Service and its ready endpoints, or a reference the control plane could not
+/// accept.
 #[derive(Debug)]
 pub struct BackendEndpoints {
     /// `namespace/name` of the Service, for logs.
@@ -73,9 +83,40 @@ pub struct BackendEndpoints {
     pub endpoints: Box<[Endpoint]>,
     /// The backend's own filters, applied after the rule's.
     pub filters: BackendFilters,
+    /// Why the control plane could not accept this backend, if it could not: requests it is
+    /// picked for are answered 500. Its one endpoint is a stand-in, never connected to.
+    pub invalid: Option<Arc<str>>,
 }
 
 impl BackendEndpoints {
+    /// What a [`Service`](Self::service) of an invalid backend is shown as in logs.
+    pub const INVALID_SERVICE: &str = "<invalid backend>";
+
+    /// A backend the control plane could not accept, for `reason`.
+    ///
+    /// ```
+    /// use weir_gateway::balance::BackendEndpoints;
+    /// let backend = BackendEndpoints::invalid("Service web/gone not found".into());
+    /// assert_eq!(backend.invalid.as_deref(), Some("Service web/gone not found"));
+    /// assert_eq!(backend.endpoints.len(), 1, "a stand-in, so that it can be picked");
+    /// ```
+    pub fn invalid(reason: Arc<str>) -> Self {
+        let stand_in = Target::socket(
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            weir_contract::Protocol::Http1,
+        );
+        Self {
+            service: Self::INVALID_SERVICE.into(),
+            endpoints: Box::new([Endpoint {
+                target: stand_in,
+                load: Arc::default(),
+                health: None,
+            }]),
+            filters: BackendFilters::default(),
+            invalid: Some(reason),
+        }
+    }
+
     /// A backend whose endpoints are `targets`, with load counters of their own (for tests and
     /// callers without long-lived state).
     pub fn new(service: Arc<str>, targets: Vec<Target>) -> Self {
@@ -90,6 +131,7 @@ impl BackendEndpoints {
                 })
                 .collect(),
             filters: BackendFilters::default(),
+            invalid: None,
         }
     }
 }
@@ -131,10 +173,12 @@ pub enum Algorithm {
 pub struct Balancer {
     backends: Box<[BackendEndpoints]>,
     algorithm: Algorithm,
-    /// Backend indexes in the order round-robin requests get them.
+    /// Backend indexes in the order round-robin requests get them. Under the other algorithms,
+    /// empty unless the rule has invalid backends, whose share it then decides.
     schedule: Box<[u32]>,
     cursor: Arc<BalancerCursor>,
-    /// Every endpoint that can get traffic, as (backend, endpoint), for the other algorithms.
+    /// Every endpoint of a valid backend that can get traffic, as (backend, endpoint), for the
+    /// other algorithms.
     flat: Box<[(u32, u32)]>,
     /// Running sums of the flat endpoints' weights (random).
     cumulative: Box<[f64]>,
@@ -143,7 +187,8 @@ pub struct Balancer {
 
 impl Balancer {
     /// Builds the balancer from `(backend, weight)` pairs. Backends with weight 0 or no ready
-    /// endpoints get no traffic. `cursor` must fit the number of backends.
+    /// endpoints get no traffic; an invalid backend gets its weight's share. `cursor` must fit
+    /// the number of backends.
     pub fn new(
         backends: Vec<(BackendEndpoints, u32)>,
         algorithm: Algorithm,
@@ -168,7 +213,8 @@ impl Balancer {
         let mut flat_weights = Vec::new();
         let mut identities = Vec::new();
         for (b, ((backend, _), weight)) in backends.iter().zip(&weights).enumerate() {
-            if *weight == 0 {
+            // An invalid backend's share goes through the schedule, never the endpoint choice.
+            if *weight == 0 || backend.invalid.is_some() {
                 continue;
             }
             let share = *weight as f64 / backend.endpoints.len() as f64;
@@ -189,9 +235,14 @@ impl Balancer {
                 Some(*sum)
             })
             .collect();
+        let invalid_share = backends
+            .iter()
+            .zip(&weights)
+            .any(|((backend, _), weight)| backend.invalid.is_some() && *weight > 0);
         Self {
             schedule: match algorithm {
                 Algorithm::RoundRobin => wrr::smooth_schedule(&weights).into(),
+                _ if invalid_share => wrr::smooth_schedule(&weights).into(),
                 _ => Box::default(),
             },
             backends: backends.into_iter().map(|(backend, _)| backend).collect(),
@@ -215,15 +266,53 @@ impl Balancer {
         hash: Option<u64>,
         avoid: impl Fn(&Endpoint) -> bool,
     ) -> Option<(&BackendEndpoints, &Endpoint)> {
-        match self.algorithm {
-            Algorithm::RoundRobin => self.round_robin(avoid),
+        if let Algorithm::RoundRobin = self.algorithm {
+            return self.round_robin(avoid);
+        }
+        let mut invalid = None;
+        if !self.schedule.is_empty() {
+            // The rule has invalid backends: the next slot says whether this pick is theirs.
+            let slot = self.cursor.next_slot.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
+            let backend = &self.backends[self.schedule[slot] as usize];
+            if backend.invalid.is_some() {
+                let stand_in = &backend.endpoints[0];
+                if !avoid(stand_in) {
+                    return Some((backend, stand_in));
+                }
+                // Refused by the caller: a valid endpoint instead, if there is one.
+                invalid = Some((backend, stand_in));
+            }
+        }
+        let picked = match self.algorithm {
             Algorithm::LeastRequest => self.least_request(avoid),
             Algorithm::ConsistentHash => match hash {
                 Some(hash) => self.consistent_hash(hash, avoid),
                 // No key (a header the request lacks): any endpoint will do.
                 None => self.random(avoid),
             },
-            Algorithm::Random => self.random(avoid),
+            Algorithm::Random | Algorithm::RoundRobin => self.random(avoid),
+        };
+        picked.or(invalid)
+    }
+
+    /// The endpoint for a retry: one `avoid` does not refuse (or, when all are refused, any),
+    /// among the valid backends only, and without moving the rotation.
+    ///
+    /// The rotation is what gives each backend its weight's share of the rule's requests; were
+    /// retries to move it too, the requests after a retry would land on other slots than their
+    /// turn (a failing backend could take every first try, and an invalid backend none), so a
+    /// round-robin retry draws at random by weight instead. A retry never goes to an invalid
+    /// backend: it looks for an upstream that may answer better than the one that failed.
+    /// Consistent hashing walks on along the ring, as for an ejection.
+    pub fn pick_retry(
+        &self,
+        hash: Option<u64>,
+        avoid: impl Fn(&Endpoint) -> bool,
+    ) -> Option<(&BackendEndpoints, &Endpoint)> {
+        match (&self.algorithm, hash) {
+            (Algorithm::LeastRequest, _) => self.least_request(avoid),
+            (Algorithm::ConsistentHash, Some(hash)) => self.consistent_hash(hash, avoid),
+            _ => self.random(avoid),
         }
     }
 
@@ -426,6 +515,73 @@ mod tests {
             let empty = with_algorithm(vec![(backend("a", &[]), 1)], algorithm);
             assert!(empty.pick_avoiding(Some(7), |_| false).is_none());
         }
+    }
+
+    #[test]
+    fn an_invalid_backend_gets_exactly_its_weights_share_under_every_algorithm() {
+        for algorithm in [
+            Algorithm::RoundRobin,
+            Algorithm::LeastRequest,
+            Algorithm::Random,
+            Algorithm::ConsistentHash,
+        ] {
+            let name = format!("{algorithm:?}");
+            let balancer = with_algorithm(
+                vec![
+                    (backend("a", &[1, 2]), 1),
+                    (BackendEndpoints::invalid("no such Service".into()), 1),
+                ],
+                algorithm,
+            );
+            let invalid = (0..100u64)
+                .filter(|key| {
+                    let hash = Some(ring::stable_hash(key));
+                    let (backend, _) = balancer.pick_avoiding(hash, |_| false).unwrap();
+                    backend.invalid.is_some()
+                })
+                .count();
+            assert_eq!(invalid, 50, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_retry_never_goes_to_an_invalid_backend() {
+        for algorithm in [
+            Algorithm::RoundRobin,
+            Algorithm::LeastRequest,
+            Algorithm::Random,
+            Algorithm::ConsistentHash,
+        ] {
+            let name = format!("{algorithm:?}");
+            let balancer = with_algorithm(
+                vec![
+                    (BackendEndpoints::invalid("gone".into()), 3),
+                    (backend("a", &[1]), 1),
+                ],
+                algorithm,
+            );
+            for key in 0..20u64 {
+                let (backend, endpoint) = balancer.pick_retry(Some(key), |_| false).unwrap();
+                assert!(backend.invalid.is_none(), "{name}");
+                assert_eq!(port(endpoint), 1, "{name}");
+                let (backend, _) = balancer.pick_retry(Some(key), |_| true).unwrap();
+                assert!(backend.invalid.is_none(), "{name}: everything tried");
+            }
+        }
+        let only_invalid = balancer(vec![(BackendEndpoints::invalid("gone".into()), 1)]);
+        assert!(only_invalid.pick_retry(None, |_| false).is_none());
+    }
+
+    #[test]
+    fn retries_leave_the_rotation_where_it_was() {
+        let balancer = balancer(vec![(backend("a", &[1]), 1), (backend("b", &[2]), 1)]);
+        // Backend a fails every first try and its retry goes to b: the next request is still
+        // b's turn.
+        let first = balancer.pick().unwrap().0.service.clone();
+        assert_eq!(&*first, "a");
+        let retried = balancer.pick_retry(None, |e| port(e) == 1).unwrap();
+        assert_eq!(&*retried.0.service, "b");
+        assert_eq!(&*balancer.pick().unwrap().0.service, "b");
     }
 
     #[test]

@@ -53,7 +53,10 @@ use super::{
     gate::Gated,
     sniff::{ClientStream, FIRST_READ, sniff},
 };
-use crate::proxy::{Peer, Proxy, ProxyBody};
+use crate::{
+    proxy::{Peer, Proxy, ProxyBody},
+    table::RouteScope,
+};
 
 /// The HTTP/1.1 and HTTP/2 servers, configured once per thread.
 pub(super) struct Servers {
@@ -88,8 +91,10 @@ pub(super) struct Connection {
     pub servers: Arc<Servers>,
     pub proxy: Arc<Proxy>,
     pub client_address: SocketAddr,
-    /// The TLS listener's configuration, if it came in on that.
+    /// The TLS configuration of the socket it came in on, if that is a TLS socket.
     pub tls: Option<Arc<ServerConfig>>,
+    /// The routes its requests are matched among: those of the socket it came in on.
+    pub scope: RouteScope,
     /// Held for the connection's life: the process's connection limit.
     pub permit: OwnedSemaphorePermit,
 }
@@ -98,6 +103,7 @@ pub(super) struct Connection {
 struct ConnContext {
     proxy: Arc<Proxy>,
     peer: Peer,
+    scope: RouteScope,
     bytes_read: Arc<AtomicU64>,
     requests_started: AtomicU64,
     responses_finished: AtomicU64,
@@ -199,6 +205,7 @@ impl Connection {
         let context = Arc::new(ConnContext {
             proxy: self.proxy,
             peer: Peer::new(client_address, secure),
+            scope: self.scope,
             bytes_read,
             requests_started: AtomicU64::new(0),
             responses_finished: AtomicU64::new(0),
@@ -208,7 +215,10 @@ impl Connection {
             let context = context.clone();
             async move {
                 context.requests_started.fetch_add(1, Ordering::Relaxed);
-                let response = context.proxy.handle(request, &context.peer).await;
+                let response = context
+                    .proxy
+                    .handle(request, &context.peer, &context.scope)
+                    .await;
                 Ok::<_, Infallible>(response.map(|inner| TrackedBody { inner, context }))
             }
         });

@@ -1,11 +1,19 @@
-//! The proxy listeners: accept connections on the plain and TLS sockets, serve HTTP/1.1 and
-//! HTTP/2 on each, keep every connection within its time limits, and drain them on shutdown.
+//! The proxy listeners: accept connections on the plain and TLS sockets of the command line
+//! and on the sockets of the snapshot's listeners, serve HTTP/1.1 and HTTP/2 on each, keep
+//! every connection within its time limits, and drain them on shutdown.
 //!
 //! [`serve_on_threads`] runs one accept loop per worker thread, each on a single-threaded
 //! runtime of its own, all on the same sockets: a connection, its requests and the upstream
 //! connections they use all stay on the thread that accepted it (no work stealing, no wake-up
 //! across threads; the upstream pools are per thread already). Whichever thread is free first
 //! accepts the next connection, while the process holds fewer than `max_connections`.
+//!
+//! The snapshot's listeners ([`snapshot_sockets`]) follow configuration: their sockets are
+//! opened and closed as snapshots name addresses, and every worker thread follows the set,
+//! running an accept loop of its own on each socket beside the command line's. A connection
+//! carries the scope of the socket it came in on ([`RouteScope`]): its requests are routed
+//! only among that socket's routes. Every socket's connections are served the same way —
+//! the same connection limit, timeouts, protocols, upgrades and drain.
 //!
 //! A plain connection's protocol is told by its first read ([`sniff`]); a TLS connection's by
 //! ALPN after the handshake ([`tls`]). What each connection may take — the time to send its
@@ -17,6 +25,7 @@
 
 mod connection;
 mod gate;
+pub mod snapshot_sockets;
 mod sniff;
 pub mod tls;
 
@@ -31,12 +40,13 @@ use std::{
 
 use rustls::ServerConfig;
 use tokio::{
-    net::TcpListener,
-    sync::{Semaphore, watch},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
 use tokio_util::task::TaskTracker;
 
-use crate::proxy::Proxy;
+use crate::{proxy::Proxy, table::RouteScope};
+use snapshot_sockets::SocketSet;
 
 /// Limits every proxy connection lives within. See the `weir` command line for their defaults.
 #[derive(Clone, Debug)]
@@ -71,10 +81,14 @@ impl Default for ListenerSettings {
     }
 }
 
-/// The sockets to serve: plain HTTP always, TLS when configured.
+/// The sockets to serve: the command line's plain HTTP always and TLS when configured, and
+/// the snapshot's listeners' as they come and go.
 pub struct Listeners {
     pub plain: TcpListener,
     pub tls: Option<(TcpListener, Arc<ServerConfig>)>,
+    /// The sockets of the snapshot's listeners, now and as they change
+    /// ([`snapshot_sockets::SnapshotSockets::subscribe`]).
+    pub snapshot_sockets: watch::Receiver<SocketSet>,
 }
 
 /// Serves `proxy` on `listeners` from `threads` worker threads until `shutdown` completes, then
@@ -100,6 +114,7 @@ pub async fn serve_on_threads(
             Some((listener, config)) => Some((listener.try_clone()?, config.clone())),
             None => None,
         };
+        let snapshot_sockets = listeners.snapshot_sockets.clone();
         let proxy = proxy.clone();
         let settings = settings.clone();
         let connections = connections.clone();
@@ -127,6 +142,7 @@ pub async fn serve_on_threads(
                             }
                             None => None,
                         },
+                        snapshot_sockets,
                     };
                     let stopped = async move {
                         let _ = stop.wait_for(|stopping| *stopping).await;
@@ -162,15 +178,27 @@ pub async fn serve(
     settings: ListenerSettings,
     connections: Arc<Semaphore>,
 ) -> bool {
-    let servers = Arc::new(connection::Servers::new(&settings));
     let tracker = TaskTracker::new();
     let heartbeat = tokio::spawn(heartbeat());
     let (stopping, stop) = watch::channel(false);
+    let worker = Worker {
+        servers: Arc::new(connection::Servers::new(&settings)),
+        proxy,
+        tracker: tracker.clone(),
+        stop,
+        connections,
+    };
+    // The snapshot's sockets are accepted on by tasks of their own, so this loop, the
+    // command line's, is the same whether there are any or not.
+    let snapshot_sockets = tokio::spawn(snapshot_sockets::follow(
+        listeners.snapshot_sockets,
+        worker.clone(),
+    ));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             biased;
-            permit = connections.clone().acquire_owned() => match permit {
+            permit = worker.connections.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
@@ -190,19 +218,13 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let connection = connection::Connection {
-            servers: servers.clone(),
-            proxy: proxy.clone(),
-            client_address,
-            tls,
-            permit,
-        };
-        tracker.spawn(connection.serve(stream, stop.clone()));
+        worker.serve_connection(stream, client_address, tls, RouteScope::CommandLine, permit);
     }
-    drop(listeners);
+    drop((listeners.plain, listeners.tls));
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stopping.send(true);
+    // It sees the stop and ends its accept loops, closing this thread's copies of the sockets.
+    let _ = snapshot_sockets.await;
     tracker.close();
     let deadline = Instant::now() + settings.drain;
     let connections_done = tokio::time::timeout(settings.drain, tracker.wait())
@@ -218,6 +240,44 @@ pub async fn serve(
     .is_ok();
     heartbeat.abort();
     connections_done && tunnels_done
+}
+
+/// What one proxy thread serves connections with, whichever of its sockets they come in on.
+#[derive(Clone)]
+struct Worker {
+    /// The HTTP/1.1 and HTTP/2 servers, configured once per thread.
+    servers: Arc<connection::Servers>,
+    proxy: Arc<Proxy>,
+    /// Every connection this thread serves, for the drain to wait on.
+    tracker: TaskTracker,
+    /// Becomes `true` when shutdown begins: accepting stops, connections drain.
+    stop: watch::Receiver<bool>,
+    /// The process's connection limit, shared by every thread and socket.
+    connections: Arc<Semaphore>,
+}
+
+impl Worker {
+    /// Serves an accepted connection on this thread, counted by the drain.
+    fn serve_connection(
+        &self,
+        stream: TcpStream,
+        client_address: SocketAddr,
+        tls: Option<Arc<ServerConfig>>,
+        scope: RouteScope,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let connection = connection::Connection {
+            servers: self.servers.clone(),
+            proxy: self.proxy.clone(),
+            client_address,
+            tls,
+            scope,
+            permit,
+        };
+        self.tracker
+            .spawn(connection.serve(stream, self.stop.clone()));
+    }
 }
 
 /// A timer that always expires within half a second, for the life of the proxy thread.

@@ -1,10 +1,13 @@
 //! TLS termination: the certificates served by SNI, swapped atomically when configuration
-//! changes, and the rustls server configuration of the TLS listener.
+//! changes, and the rustls server configuration of a TLS socket — the command line's TLS
+//! listener, and each HTTPS socket of the snapshot's listeners, each with a
+//! [`CertificateResolver`] of its own.
 //!
 //! A client's SNI picks the certificate: an exact host first, then wildcards, longest suffix
 //! first (`*.b.example.com` before `*.example.com`), as routes are matched. A client that
-//! names no host, or one no certificate is for, gets the default certificate if one is
-//! configured (`--default-certificate`); otherwise the handshake fails with an alert, and no
+//! names no host, or one no certificate is for, gets the socket's default certificate if it
+//! has one (`--default-certificate` on the command line's; a listener certificate without
+//! hosts on a snapshot listener's); otherwise the handshake fails with an alert, and no
 //! certificate of another host is revealed. A new certificate set serves the next handshake;
 //! established connections keep the one they negotiated.
 
@@ -41,10 +44,24 @@ impl fmt::Debug for CertificateSet {
 }
 
 impl CertificateSet {
-    /// The set a snapshot asks for. Certificates already parsed for `previous` (the same `Arc`)
-    /// are reused; one that cannot be loaded is logged and skipped, which the control plane's
-    /// checks should make impossible.
+    /// The set a snapshot asks for the command line's TLS listener. Certificates already
+    /// parsed for `previous` (the same `Arc`) are reused; one that cannot be loaded is logged
+    /// and skipped, which the control plane's checks should make impossible.
     pub fn build(snapshot: &Snapshot, previous: &CertificateSet) -> Self {
+        Self::of(
+            &snapshot.certificates,
+            snapshot.default_certificate.as_ref(),
+            previous,
+        )
+    }
+
+    /// The set of `by_host` (each served for its hosts; the first for a host wins) and
+    /// `default`, reusing what `previous` parsed.
+    pub fn of(
+        by_host: &[Arc<TlsCertificate>],
+        default: Option<&Arc<TlsCertificate>>,
+        previous: &CertificateSet,
+    ) -> Self {
         let mut set = CertificateSet::default();
         let mut load = |certificate: &Arc<TlsCertificate>| -> Option<Arc<CertifiedKey>> {
             let reused = previous
@@ -68,7 +85,7 @@ impl CertificateSet {
         };
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        for certificate in &snapshot.certificates {
+        for certificate in by_host {
             let Some(key) = load(certificate) else {
                 continue;
             };
@@ -86,7 +103,7 @@ impl CertificateSet {
                 }
             }
         }
-        let default = snapshot.default_certificate.as_ref().and_then(&mut load);
+        let default = default.and_then(&mut load);
         set.exact = exact;
         set.wildcard = wildcard;
         set.default = default;
@@ -131,27 +148,39 @@ pub struct CertificateResolver {
 }
 
 impl CertificateResolver {
-    /// Makes the snapshot's certificates the ones new handshakes get.
+    /// Makes the snapshot's certificates for the command line's TLS listener the ones new
+    /// handshakes get.
     pub fn update(&self, snapshot: &Snapshot) {
+        if self.serve(
+            &snapshot.certificates,
+            snapshot.default_certificate.as_ref(),
+        ) {
+            let certificates = self.current.load().parsed.len();
+            tracing::info!(certificates, "TLS certificates live");
+        }
+    }
+
+    /// Makes `by_host` and `default` (see [`CertificateSet::of`]) the certificates new
+    /// handshakes get. Returns whether they changed: the same certificates (by pointer, as the
+    /// control plane hands unchanged ones over) are kept as they are, unparsed again.
+    pub fn serve(
+        &self,
+        by_host: &[Arc<TlsCertificate>],
+        default: Option<&Arc<TlsCertificate>>,
+    ) -> bool {
         let previous = self.current.load();
-        let unchanged = previous.parsed.len()
-            == snapshot.certificates.len() + usize::from(snapshot.default_certificate.is_some())
+        let unchanged = previous.parsed.len() == by_host.len() + usize::from(default.is_some())
             && previous
                 .parsed
                 .iter()
-                .zip(
-                    snapshot
-                        .certificates
-                        .iter()
-                        .chain(&snapshot.default_certificate),
-                )
+                .zip(by_host.iter().chain(default))
                 .all(|((a, _), b)| Arc::ptr_eq(a, b));
         if unchanged {
-            return;
+            return false;
         }
-        let next = CertificateSet::build(snapshot, &previous);
-        tracing::info!(certificates = next.parsed.len(), "TLS certificates live");
+        let next = CertificateSet::of(by_host, default, &previous);
         self.current.store(Arc::new(next));
+        true
     }
 }
 
@@ -169,8 +198,8 @@ impl ResolvesServerCert for CertificateResolver {
     }
 }
 
-/// The TLS listener's configuration: certificates from `resolver`, ALPN `h2` then
-/// `http/1.1`, and session resumption both by tickets and by a session cache.
+/// A TLS socket's configuration: certificates from `resolver`, ALPN `h2` then `http/1.1`, and
+/// session resumption both by tickets and by a session cache.
 pub fn server_config(resolver: Arc<CertificateResolver>) -> Arc<ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)

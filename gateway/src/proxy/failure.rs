@@ -3,10 +3,14 @@
 //!
 //! Failures map to the statuses users know: 400 a request Weir will not route (a path above
 //! the root, two Host headers), 404 no route, 408 a request body that stalled, 413 a request
-//! body over the rule's limit, 503 no ready endpoint, 502 upstream connect or protocol error,
-//! 504 timeout, each with a one-line text body. A gRPC client gets the same failure the way gRPC
-//! clients understand: a trailers-only response with `grpc-status` (UNIMPLEMENTED for no route,
-//! UNAVAILABLE when no upstream could take it, DEADLINE_EXCEEDED for timeouts).
+//! body over the rule's limit, 500 the share of an invalid backend (as Gateway API requires),
+//! 503 no ready endpoint, 502 upstream connect or protocol error, 504 timeout, each with a
+//! one-line text body. A gRPC client gets the same failure the way gRPC clients understand: a
+//! trailers-only response with `grpc-status` (UNIMPLEMENTED for no route, UNAVAILABLE when no
+//! upstream could take it or the backend is invalid, as GRPCRoute requires, DEADLINE_EXCEEDED
+//! for timeouts).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
@@ -22,6 +26,8 @@ pub enum Failure {
     BadRequest(&'static str),
     NoRoute,
     NoEndpoint,
+    /// The balancer picked a backend the control plane could not accept; why, for the log.
+    InvalidBackend(Arc<str>),
     Connect(UpstreamError),
     Upstream(UpstreamError),
     Timeout,
@@ -55,6 +61,7 @@ impl Failure {
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::InvalidBackend(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::Connect(_) | Failure::Upstream(_) => StatusCode::BAD_GATEWAY,
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,9 +74,10 @@ impl Failure {
         match self {
             Failure::BadRequest(_) => grpc_status::INVALID_ARGUMENT,
             Failure::NoRoute => grpc_status::UNIMPLEMENTED,
-            Failure::NoEndpoint | Failure::Connect(_) | Failure::Upstream(_) => {
-                grpc_status::UNAVAILABLE
-            }
+            Failure::NoEndpoint
+            | Failure::InvalidBackend(_)
+            | Failure::Connect(_)
+            | Failure::Upstream(_) => grpc_status::UNAVAILABLE,
             Failure::Timeout | Failure::BodyStalled => grpc_status::DEADLINE_EXCEEDED,
             Failure::BodyTooLarge => grpc_status::RESOURCE_EXHAUSTED,
         }
@@ -80,6 +88,7 @@ impl Failure {
             Failure::BadRequest(why) => why,
             Failure::NoRoute => "weir: no route for this host and path\n",
             Failure::NoEndpoint => "weir: no ready endpoint for this route\n",
+            Failure::InvalidBackend(_) => "weir: this route's backend reference is invalid\n",
             Failure::Connect(_) => "weir: upstream connect error\n",
             Failure::Upstream(_) => "weir: upstream protocol error\n",
             Failure::Timeout => "weir: upstream timed out\n",
@@ -93,10 +102,12 @@ impl Failure {
         self.body().trim_start_matches("weir: ").trim_end()
     }
 
-    /// The upstream error and its causes on one line, if there was one.
+    /// The upstream error and its causes on one line, if there was one; why a backend is
+    /// invalid.
     pub fn error_chain(&self) -> Option<String> {
         match self {
             Failure::Connect(error) | Failure::Upstream(error) => Some(error_chain(error)),
+            Failure::InvalidBackend(reason) => Some(reason.to_string()),
             _ => None,
         }
     }
@@ -156,6 +167,10 @@ mod tests {
         let cases = [
             (Failure::NoRoute, 404),
             (Failure::NoEndpoint, 503),
+            (
+                Failure::InvalidBackend("Service web/gone not found".into()),
+                500,
+            ),
             (Failure::from_upstream(refused()), 502),
             (Failure::Timeout, 504),
         ];
@@ -179,6 +194,7 @@ mod tests {
         for (failure, code) in [
             (Failure::NoRoute, "12"),
             (Failure::NoEndpoint, "14"),
+            (Failure::InvalidBackend("no such Service".into()), "14"),
             (Failure::Timeout, "4"),
         ] {
             let response = failure.response(true);

@@ -4,11 +4,12 @@
 //!
 //! 1. **route** — load the live table once (an `Arc`, so a swap mid-request never shows a
 //!    half table), decide the host (two `Host` headers: 400; an absolute-form target's
-//!    authority wins over `Host`), normalize the path ([`normalize`]), and find the rule
-//!    ([`route`]);
+//!    authority wins over `Host`), normalize the path ([`normalize`]), and find the rule among
+//!    the routes of the socket the connection came in on ([`RouteScope`], [`route`]);
 //! 2. **request filters** — Weir's own forwarding headers, then the rule's filters, so a
 //!    filter can change what Weir set ([`request_filters`]);
 //! 3. **select upstream** — the rule's balancer chooses a backend and an endpoint ([`select`]);
+//!    an invalid backend's pick is answered 500 here, before anything is forwarded;
 //! 4. **forward** — the backend's filters, the request body held to the rule's limits, then
 //!    send to the endpoint's target within the rule's timeout ([`forward()`]); an upgrade
 //!    (WebSocket) becomes a tunnel once the upstream agrees; retries and mirrors belong here,
@@ -47,7 +48,7 @@ use crate::{
     balance::{BackendEndpoints, Endpoint, random, ring},
     filters::mirror::{MIRROR_BODY_LIMIT, Mirror},
     policy::retry::{self, TryOutcome},
-    table::{RoutingTable, RuleTarget},
+    table::{RouteScope, RoutingTable, RuleTarget},
     upstream::{
         BodyLimitError, BoxError, GuardedBody, PoolSettings, ReplayBody, RequestBody, UpstreamBody,
         Upstreams,
@@ -176,15 +177,22 @@ impl Proxy {
         }
     }
 
-    /// Serves one request; never fails, errors become responses.
-    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<ProxyBody> {
+    /// Serves one request that came in on a socket of `scope`; never fails, errors become
+    /// responses.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: &Peer,
+        scope: &RouteScope,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         // This Arc keeps the table whole for the rest of the request.
         let table = self.table.load_full();
 
-        // AIModels claim the AI paths on their hosts, and their prompts' paths; a table
-        // without any pays one branch.
+        // AIModels claim the AI paths on their hosts, and their prompts' paths, on the command
+        // line's sockets; a table without any pays one branch.
         if let Some(index) = table.ai()
+            && *scope == RouteScope::CommandLine
             && let Some(route) = AiRoute::of(request.uri().path())
             && let Ok(Some(host)) = RequestHost::of(&request)
         {
@@ -199,7 +207,7 @@ impl Proxy {
             }
         }
 
-        let routed = match route(&table, &request) {
+        let routed = match route(&table, scope, &request) {
             Ok(routed) => routed,
             Err(failure) => return record_unrouted(&table, &request, started, failure),
         };
@@ -219,9 +227,12 @@ impl Proxy {
             Filtered::Answered(response) => return record_answer(&ctx, response),
         };
         let hash = hash_input(&ctx, &parts);
-        let Some(selected) = select(&ctx, hash.key, &[]) else {
+        let Some(selected) = select(&ctx, hash.key) else {
             return record(&ctx, None, Err(Failure::NoEndpoint));
         };
+        if let Some(reason) = &selected.backend.invalid {
+            return record(&ctx, None, Err(Failure::InvalidBackend(reason.clone())));
+        }
         let outcome = forward(self, &ctx, selected, hash.key, parts, body, upgrade).await;
         let outcome = outcome.map(|(mut response, selected)| {
             response_filters(&ctx, &selected, hash.set_cookie, &mut response);
@@ -249,7 +260,7 @@ pub fn dry_run(
     upstream: Response<()>,
 ) -> Response<()> {
     let started = Instant::now();
-    let routed = match route(table, &request) {
+    let routed = match route(table, &RouteScope::CommandLine, &request) {
         Ok(routed) => routed,
         Err(failure) => {
             table
@@ -276,9 +287,12 @@ pub fn dry_run(
         std::hint::black_box(mirror.sampled());
     }
     let hash = hash_input(&ctx, &parts);
-    let Some(selected) = select(&ctx, hash.key, &[]) else {
+    let Some(selected) = select(&ctx, hash.key) else {
         return record(&ctx, None, Err(Failure::NoEndpoint)).map(|_| ());
     };
+    if let Some(reason) = &selected.backend.invalid {
+        return record(&ctx, None, Err(Failure::InvalidBackend(reason.clone()))).map(|_| ());
+    }
     let in_flight = ctx
         .target
         .tracks_load
@@ -338,9 +352,13 @@ impl RequestHost {
     }
 }
 
-/// Phase 1, route: the rule the request matches in `table`, the host it is for, and its
-/// normalized path.
-fn route<'t, B>(table: &'t RoutingTable, request: &Request<B>) -> Result<Routed<'t>, Failure> {
+/// Phase 1, route: the rule the request matches among the routes of `scope` in `table`, the
+/// host it is for, and its normalized path.
+fn route<'t, B>(
+    table: &'t RoutingTable,
+    scope: &RouteScope,
+    request: &Request<B>,
+) -> Result<Routed<'t>, Failure> {
     let host = RequestHost::of(request)?;
     let host_name = host
         .as_ref()
@@ -351,6 +369,7 @@ fn route<'t, B>(table: &'t RoutingTable, request: &Request<B>) -> Result<Routed<
         .map_err(|_| Failure::BadRequest("weir: the path climbs above the root\n"))?;
     let matched = table
         .find(
+            scope,
             host_name,
             request.method(),
             &path,
@@ -453,17 +472,29 @@ fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Phase 3, select upstream: the backend and endpoint the rule's balancer picks next,
-/// avoiding ejected endpoints and those in `tried`; `None` when no backend has a ready endpoint.
-fn select<'r>(
+/// avoiding ejected endpoints; `None` when no backend has a ready endpoint. The pick may be an
+/// invalid backend's (its share of the rule's requests), which the caller answers 500.
+fn select<'r>(ctx: &RequestCtx<'r>, hash: Option<u64>) -> Option<Selected<'r>> {
+    let (backend, endpoint) = ctx.target.balancer.pick_avoiding(hash, is_ejected)?;
+    Some(Selected { backend, endpoint })
+}
+
+/// Phase 3 again, for a retry: an endpoint of a valid backend, avoiding ejected endpoints and
+/// those in `tried` while another is left, without moving the rule's rotation
+/// ([`Balancer::pick_retry`](crate::balance::Balancer::pick_retry)).
+fn select_retry<'r>(
     ctx: &RequestCtx<'r>,
     hash: Option<u64>,
     tried: &[&Endpoint],
 ) -> Option<Selected<'r>> {
-    let (backend, endpoint) = ctx.target.balancer.pick_avoiding(hash, |endpoint| {
-        endpoint.health.as_ref().is_some_and(|h| h.is_ejected())
-            || tried.iter().any(|t| std::ptr::eq(*t, endpoint))
+    let (backend, endpoint) = ctx.target.balancer.pick_retry(hash, |endpoint| {
+        is_ejected(endpoint) || tried.iter().any(|t| std::ptr::eq(*t, endpoint))
     })?;
     Some(Selected { backend, endpoint })
+}
+
+fn is_ejected(endpoint: &Endpoint) -> bool {
+    endpoint.health.as_ref().is_some_and(|h| h.is_ejected())
 }
 
 /// Phase 4, forward: mirrors get their copies, then the request goes to the selected endpoint;
@@ -507,6 +538,11 @@ async fn forward<'r>(
 }
 
 /// Tries, and retries while the policy, the budget and the body allow.
+///
+/// A retry never goes to an invalid backend, and does not move the rule's rotation: first
+/// picks alone give each backend its share (an invalid backend's pick is answered 500 and
+/// never retried, since nothing was sent), and a retry looks for an upstream that may answer
+/// better than the one that failed, which a 500 of Weir's own never does.
 async fn retry_loop<'r>(
     proxy: &Proxy,
     ctx: &RequestCtx<'r>,
@@ -581,7 +617,7 @@ async fn retry_loop<'r>(
         // The failed try's response (if any) is dropped unread: its connection closes.
         drop(outcome);
         tokio::time::sleep(retry::backoff(retry, retries)).await;
-        selected = select(ctx, hash, &tried).unwrap_or(selected);
+        selected = select_retry(ctx, hash, &tried).unwrap_or(selected);
     }
 }
 
@@ -847,7 +883,7 @@ fn record(
             match selected {
                 None => {
                     let services: Vec<_> = target.balancer.services().collect();
-                    tracing::warn!(route = %target.route, rule = target.rule_index, ?services, status = status.as_u16(), "{}", failure.summary());
+                    tracing::warn!(route = %target.route, rule = target.rule_index, ?services, status = status.as_u16(), error = failure.error_chain(), "{}", failure.summary());
                 }
                 Some(selected) => tracing::warn!(
                     route = %target.route,

@@ -62,7 +62,7 @@ fn peer() -> Peer {
 
 /// The context of a request for host `h` after the route phase, on `table`.
 fn routed<'r>(table: &'r RoutingTable, peer: &'r Peer) -> (RequestCtx<'r>, Option<RequestHost>) {
-    let routed = route(table, &request("h", "/")).unwrap();
+    let routed = route(table, &RouteScope::CommandLine, &request("h", "/")).unwrap();
     let ctx = RequestCtx {
         started: Instant::now(),
         peer,
@@ -86,10 +86,12 @@ fn set(name: &'static str, value: &'static str) -> HeaderModifier {
 #[test]
 fn route_finds_the_rule_and_the_host_or_fails_with_no_route() {
     let table = table(Vec::new(), &[1]);
-    let routed = route(&table, &request("h", "/x")).unwrap();
+    let routed = route(&table, &RouteScope::CommandLine, &request("h", "/x")).unwrap();
     assert_eq!(&*routed.target.route, "default/r");
     assert_eq!(routed.host.unwrap().value(), "h");
-    let unrouted = route(&table, &request("other", "/x")).err().unwrap();
+    let unrouted = route(&table, &RouteScope::CommandLine, &request("other", "/x"))
+        .err()
+        .unwrap();
     assert_eq!(unrouted.status(), StatusCode::NOT_FOUND);
 }
 
@@ -102,28 +104,45 @@ fn route_refuses_two_host_headers_and_prefers_an_absolute_targets_authority() {
         .body(())
         .unwrap();
     assert_eq!(
-        route(&table, &twice).err().unwrap().status(),
+        route(&table, &RouteScope::CommandLine, &twice)
+            .err()
+            .unwrap()
+            .status(),
         StatusCode::BAD_REQUEST
     );
     let absolute = Request::get("http://h/x")
         .header(HOST, "other")
         .body(())
         .unwrap();
-    assert_eq!(route(&table, &absolute).unwrap().host.unwrap().value(), "h");
+    assert_eq!(
+        route(&table, &RouteScope::CommandLine, &absolute)
+            .unwrap()
+            .host
+            .unwrap()
+            .value(),
+        "h"
+    );
 }
 
 #[test]
 fn route_matches_the_normalized_path_and_refuses_one_above_the_root() {
     let table = table(Vec::new(), &[1]);
-    let routed = route(&table, &request("h", "/a/%2e%2e/b")).unwrap();
+    let routed = route(
+        &table,
+        &RouteScope::CommandLine,
+        &request("h", "/a/%2e%2e/b"),
+    )
+    .unwrap();
     assert_eq!(routed.normalized_path.as_deref(), Some("/b"));
     assert!(
-        route(&table, &request("h", "/x"))
+        route(&table, &RouteScope::CommandLine, &request("h", "/x"))
             .unwrap()
             .normalized_path
             .is_none()
     );
-    let above = route(&table, &request("h", "/..")).err().unwrap();
+    let above = route(&table, &RouteScope::CommandLine, &request("h", "/.."))
+        .err()
+        .unwrap();
     assert_eq!(above.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -148,10 +167,10 @@ fn request_filters_run_after_the_forwarding_headers_so_they_can_change_them() {
 fn select_names_no_upstream_when_no_endpoint_is_ready() {
     let peer = peer();
     let empty = table(Vec::new(), &[]);
-    assert!(select(&routed(&empty, &peer).0, None, &[]).is_none());
+    assert!(select(&routed(&empty, &peer).0, None).is_none());
     let ready = table(Vec::new(), &[7]);
     let (ctx, _) = routed(&ready, &peer);
-    let selected = select(&ctx, None, &[]).unwrap();
+    let selected = select(&ctx, None).unwrap();
     assert_eq!(selected.endpoint.target.to_string(), "127.0.0.1:7");
 }
 
@@ -161,13 +180,13 @@ fn select_avoids_what_a_retry_already_tried_while_another_endpoint_is_left() {
     let table = table(Vec::new(), &[7, 8]);
     let (ctx, _) = routed(&table, &peer);
     for _ in 0..4 {
-        let first = select(&ctx, None, &[]).unwrap().endpoint;
-        let second = select(&ctx, None, &[first]).unwrap().endpoint;
+        let first = select(&ctx, None).unwrap().endpoint;
+        let second = select_retry(&ctx, None, &[first]).unwrap().endpoint;
         assert!(
             !std::ptr::eq(first, second),
             "a retry goes to the other endpoint"
         );
-        let third = select(&ctx, None, &[first, second]).unwrap();
+        let third = select_retry(&ctx, None, &[first, second]).unwrap();
         assert!(
             ["127.0.0.1:7", "127.0.0.1:8"].contains(&third.endpoint.target.to_string().as_str()),
             "with every endpoint tried, one is still chosen"
@@ -187,7 +206,7 @@ fn response_filters_drop_hop_by_hop_headers_then_apply_the_rules() {
         .header("connection", "close")
         .body(())
         .unwrap();
-    let selected = select(&ctx, None, &[]).unwrap();
+    let selected = select(&ctx, None).unwrap();
     response_filters(&ctx, &selected, None, &mut response);
     assert!(!response.headers().contains_key("connection"));
     assert_eq!(response.headers()["x-served-by"], "weir");
@@ -200,6 +219,83 @@ fn record_answers_a_failure_with_its_status() {
     let (ctx, _) = routed(&table, &peer);
     let response = record(&ctx, None, Err(Failure::NoEndpoint));
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A table whose route `r` (host `h`) sends half its requests to a Service at 127.0.0.1:`port`
+/// and half to an invalid backend.
+fn half_invalid(metrics: &Metrics, port: u16) -> RoutingTable {
+    let service = RuleBackend {
+        weight: 1,
+        filters: Vec::new(),
+        backend: Backend::Service(ServiceBackend {
+            service: NamespacedName::new("default", "echo"),
+            protocol: Protocol::Http1,
+            tls: None,
+            endpoints: vec![Endpoint {
+                address: ([127, 0, 0, 1], port).into(),
+            }],
+            unresolved: None,
+        }),
+    };
+    let invalid = RuleBackend {
+        weight: 1,
+        filters: Vec::new(),
+        backend: Backend::Invalid("Service default/gone not found".into()),
+    };
+    let snapshot = Snapshot {
+        generation: 1,
+        routes: vec![Arc::new(Route {
+            listeners: Vec::new(),
+            id: RouteId::new(RouteKind::Route, NamespacedName::new("default", "r")),
+            hosts: vec!["h".into()],
+            rules: vec![Rule {
+                matches: vec![RouteMatch::any()],
+                filters: Vec::new(),
+                backends: vec![service, invalid],
+                policy: RulePolicy::default(),
+            }],
+        })],
+        ..Snapshot::default()
+    };
+    TableCompiler::new(metrics.clone()).compile(Arc::new(snapshot), None)
+}
+
+#[test]
+fn an_invalid_backends_share_is_answered_500_and_counted_for_its_route() {
+    let metrics = Metrics::default();
+    let table = half_invalid(&metrics, 1);
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            let upstream = Response::new(());
+            dry_run(&table, request("h", "/"), &peer(), upstream)
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(statuses, [200, 500, 200, 500, 200, 500]);
+    let mut registry = prometheus_client::registry::Registry::with_prefix("weir");
+    metrics.register(&mut registry);
+    let text = crate::metrics::encode_registry(&registry);
+    assert!(
+        text.contains(r#"weir_requests_total{route="default/r",status_class="5xx"} 3"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_retry_never_goes_to_the_invalid_backend() {
+    let table = half_invalid(&Metrics::default(), 7);
+    let peer = peer();
+    let (ctx, _) = routed(&table, &peer);
+    let service = ctx.target.balancer.backends()[0].endpoints.first().unwrap();
+    for _ in 0..4 {
+        let retried = select_retry(&ctx, None, &[service]).unwrap();
+        assert!(retried.backend.invalid.is_none());
+        assert!(
+            std::ptr::eq(retried.endpoint, service),
+            "the only valid one, tried again"
+        );
+    }
 }
 
 #[tokio::test]
@@ -235,7 +331,11 @@ async fn handle_runs_the_phases_end_to_end_against_a_real_backend() {
         let peer = Peer::new(client, false);
         let service = service_fn(move |request| {
             let (proxy, peer) = (proxy.clone(), peer.clone());
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &peer).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    proxy.handle(request, &peer, &RouteScope::CommandLine).await,
+                )
+            }
         });
         let _ = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(stream), service)

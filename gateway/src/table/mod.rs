@@ -1,21 +1,33 @@
 //! The routing table: a compiled, immutable form of a [`Snapshot`], and the one place a
 //! request is matched to a rule.
 //!
-//! Lookup is host first (exact name, then wildcard suffixes longest first, then routes for any
-//! host), then path through a [`matchit`] router per host ([`paths`]), then method, header and
-//! query checks over the few candidates that path leaves, in Gateway API precedence order. A
-//! host level whose candidates all fail falls through to the next, less specific level. What a
-//! matched request is sent to is a [`RuleTarget`] ([`target`]): one rule's filters, policy and
-//! balancer, and handles on its long-lived state.
+//! A table holds one `HostTable` (`hosts`) per scope ([`RouteScope`]): the routes of the
+//! command line's sockets (those that name no listener: Routes and Ingresses), and, for each
+//! address among the snapshot's listeners, the routes attached to a listener there. A
+//! connection knows its scope from the socket it came in on, so a request is only ever matched
+//! among the routes of its own socket; the command line's scope is a field of the table, not an
+//! entry of a map, so its lookups cost what they did before listeners existed.
+//!
+//! Within a scope, lookup is host first (exact name, then wildcard suffixes longest first, then
+//! routes for any host), then path through a [`matchit`] router per host ([`paths`]), then
+//! method, header and query checks over the few candidates that path leaves, in Gateway API
+//! precedence order. A host level whose candidates all fail falls through to the next, less
+//! specific level. What a matched request is sent to is a [`RuleTarget`] ([`target`]): one
+//! rule's filters, policy and balancer, and handles on its long-lived state.
 //!
 //! Tables are built by a [`TableCompiler`], which owns the state that outlives them
 //! ([`crate::state`]): metric series and balancer cursors are looked up by route and rule
 //! identity, so a swap for an unrelated change neither resets nor duplicates them.
 
+mod hosts;
 mod paths;
 mod target;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+};
 
 use http::{HeaderMap, Method};
 use tokio::sync::watch;
@@ -35,19 +47,30 @@ use crate::{
         tls::{TlsConnectorConfig, UpstreamTlsError},
     },
 };
-use paths::HostRoutes;
+use hosts::HostTable;
 pub use paths::{Matched, covers};
 pub use target::{RouteState, RuleTarget};
+
+/// Which routes a connection is served: fixed when it is accepted, by the socket it came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteScope {
+    /// The command line's sockets: routes that name no listener (Routes, Ingresses), and the
+    /// AI gateway.
+    CommandLine,
+    /// The socket of the snapshot's listeners on this address: the routes attached to them.
+    Socket(SocketAddr),
+}
 
 /// A compiled table. Built once, read by many requests, never changed.
 pub struct RoutingTable {
     pub generation: u64,
     /// The snapshot this table was compiled from, for `/debug/routes`.
     pub snapshot: Arc<Snapshot>,
-    exact_hosts: HashMap<Box<str>, Arc<HostRoutes>>,
-    /// Keyed by the suffix with its leading dot: `*.example.com` → `.example.com`.
-    wildcard_hosts: HashMap<Box<str>, Arc<HostRoutes>>,
-    any_host: Option<Arc<HostRoutes>>,
+    /// The routes of the command line's sockets.
+    command_line: HostTable,
+    /// The routes of each snapshot listener socket, sorted by address: a handful, searched
+    /// only by requests that came in on one.
+    sockets: Box<[(SocketAddr, HostTable)]>,
     /// Recorded for requests that match no rule.
     unmatched: Arc<RouteState>,
     /// The AI gateway's models and keys; `None` when there are no models.
@@ -104,9 +127,8 @@ impl TableCompiler {
         RoutingTable {
             generation: 0,
             snapshot: Arc::default(),
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
-            any_host: None,
+            command_line: HostTable::default(),
+            sockets: Box::default(),
             unmatched: self.unmatched.clone(),
             ai: None,
         }
@@ -121,25 +143,7 @@ impl TableCompiler {
         snapshot: Arc<Snapshot>,
         previous: Option<&RoutingTable>,
     ) -> RoutingTable {
-        let mut exact: HashMap<&str, Vec<&Arc<Route>>> = HashMap::new();
-        let mut wildcard: HashMap<&str, Vec<&Arc<Route>>> = HashMap::new();
-        let mut any = Vec::new();
-        for route in &snapshot.routes {
-            if route.hosts.is_empty() {
-                any.push(route);
-            }
-            for host in &route.hosts {
-                match host.strip_prefix('*') {
-                    Some(suffix) => wildcard.entry(suffix).or_default().push(route),
-                    None => exact.entry(host.as_str()).or_default().push(route),
-                }
-            }
-        }
-
-        let level = |routes: Vec<&Arc<Route>>, before: Option<&Arc<HostRoutes>>| match before {
-            Some(before) if before.built_from_same(&routes) => before.clone(),
-            _ => Arc::new(HostRoutes::build(&routes, self)),
-        };
+        let routes = routes_by_scope(&snapshot);
         let ai = if snapshot.ai.models.is_empty() {
             None
         } else {
@@ -156,22 +160,19 @@ impl TableCompiler {
         RoutingTable {
             ai,
             generation: snapshot.generation,
-            exact_hosts: exact
+            command_line: HostTable::build(
+                &routes.command_line,
+                previous.map(|p| &p.command_line),
+                self,
+            ),
+            sockets: routes
+                .sockets
                 .into_iter()
-                .map(|(host, routes)| {
-                    let before = previous.and_then(|p| p.exact_hosts.get(host));
-                    (host.into(), level(routes, before))
+                .map(|(address, routes)| {
+                    let before = previous.and_then(|p| p.socket_routes(&address));
+                    (address, HostTable::build(&routes, before, self))
                 })
                 .collect(),
-            wildcard_hosts: wildcard
-                .into_iter()
-                .map(|(suffix, routes)| {
-                    let before = previous.and_then(|p| p.wildcard_hosts.get(suffix));
-                    (suffix.into(), level(routes, before))
-                })
-                .collect(),
-            any_host: (!any.is_empty())
-                .then(|| level(any, previous.and_then(|p| p.any_host.as_ref()))),
             unmatched: self.unmatched.clone(),
             snapshot,
         }
@@ -301,18 +302,24 @@ impl RoutingTable {
         self.ai.as_deref()
     }
 
-    /// Finds the rule for a request; `None` means 404.
+    /// Finds the rule for a request that came in on a socket of `scope`; `None` means 404.
     ///
     /// `host` is the Host header or authority as sent (any case, maybe with a port); `query`
     /// the raw query string, if any.
+    #[inline]
     pub fn find(
         &self,
+        scope: &RouteScope,
         host: &str,
         method: &Method,
         path: &str,
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Option<Matched<'_>> {
+        let hosts = match scope {
+            RouteScope::CommandLine => &self.command_line,
+            RouteScope::Socket(address) => self.socket_routes(address)?,
+        };
         let host = strip_port(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -328,36 +335,29 @@ impl RoutingTable {
             query,
             headers,
         };
+        hosts.find(host, &request)
+    }
 
-        if let Some(found) = self.exact_hosts.get(host).and_then(|r| r.find(&request)) {
-            return Some(found);
-        }
-        if !self.wildcard_hosts.is_empty() {
-            // Longest suffix first: for a.b.example.com try .b.example.com, then .example.com, ...
-            for (dot, _) in host.match_indices('.') {
-                let found = self
-                    .wildcard_hosts
-                    .get(&host[dot..])
-                    .and_then(|r| r.find(&request));
-                if found.is_some() {
-                    return found;
-                }
-            }
-        }
-        self.any_host.as_ref().and_then(|r| r.find(&request))
+    /// The routes of the snapshot listener socket at `address`.
+    fn socket_routes(&self, address: &SocketAddr) -> Option<&HostTable> {
+        self.sockets
+            .binary_search_by(|(socket, _)| socket.cmp(address))
+            .ok()
+            .map(|index| &self.sockets[index].1)
     }
 
     /// The compiled target of one rule of a route, for the operator's view of live state
-    /// (endpoint health). Looked up in the host level of the route's first host.
+    /// (endpoint health). Looked up in the scope of the route's first listener, and there in
+    /// the host level of its first host.
     pub fn rule_target(&self, route: &Route, rule: usize) -> Option<&Arc<RuleTarget>> {
-        let level = match route.hosts.first() {
-            None => self.any_host.as_ref(),
-            Some(host) => match host.strip_prefix('*') {
-                Some(suffix) => self.wildcard_hosts.get(suffix),
-                None => self.exact_hosts.get(host.as_str()),
-            },
+        let hosts = match route.listeners.first() {
+            None => &self.command_line,
+            Some(name) => {
+                let listener = self.snapshot.listeners.iter().find(|l| l.name == *name)?;
+                self.socket_routes(&listener.address)?
+            }
         };
-        level?.target(route.id.display(), rule)
+        hosts.rule_target(route, rule)
     }
 
     /// The series requests that match no rule are recorded in.
@@ -368,6 +368,54 @@ impl RoutingTable {
     /// How many routes the table serves, for logs.
     pub fn route_count(&self) -> usize {
         self.snapshot.routes.len()
+    }
+}
+
+/// A snapshot's routes split by scope, each list in snapshot order (precedence ties are broken
+/// by it).
+struct RoutesByScope<'s> {
+    command_line: Vec<&'s Arc<Route>>,
+    /// By the address of the snapshot's listeners they are attached to.
+    sockets: BTreeMap<SocketAddr, Vec<&'s Arc<Route>>>,
+}
+
+/// The snapshot's routes split by scope: those of the command line's sockets, and those of each
+/// address among the snapshot's listeners. A route attached to several listeners on one
+/// address is listed there once.
+fn routes_by_scope(snapshot: &Snapshot) -> RoutesByScope<'_> {
+    let mut command_line = Vec::new();
+    // Every listener's address gets a scope, with routes or not: a request on a socket whose
+    // listeners have no route yet is a 404 of its own, never one of another socket's.
+    let mut by_socket: BTreeMap<SocketAddr, Vec<&Arc<Route>>> = snapshot
+        .listeners
+        .iter()
+        .map(|listener| (listener.address, Vec::new()))
+        .collect();
+    let addresses: HashMap<&str, SocketAddr> = snapshot
+        .listeners
+        .iter()
+        .map(|listener| (&*listener.name, listener.address))
+        .collect();
+    for route in &snapshot.routes {
+        if route.listeners.is_empty() {
+            command_line.push(route);
+            continue;
+        }
+        for name in &route.listeners {
+            let Some(address) = addresses.get(&**name) else {
+                tracing::warn!(route = %route.id, listener = %name, "route attached to a listener the snapshot does not have; not served there");
+                continue;
+            };
+            let routes = by_socket.entry(*address).or_default();
+            // This route's own earlier listener on the same address put it there already.
+            if !routes.last().is_some_and(|last| Arc::ptr_eq(last, route)) {
+                routes.push(route);
+            }
+        }
+    }
+    RoutesByScope {
+        command_line,
+        sockets: by_socket,
     }
 }
 
@@ -512,7 +560,7 @@ mod tests {
             None => (path, None),
         };
         table
-            .find(host, &method, path, query, &map)
+            .find(&RouteScope::CommandLine, host, &method, path, query, &map)
             .and_then(|m| m.target.balancer.pick())
             .map_or(0, |(_, endpoint)| match endpoint.target.address() {
                 TargetAddress::Socket(address) => address.port(),
@@ -703,14 +751,145 @@ mod tests {
         let b_changed = route("b", "b.local", 3);
         let second = compiler.compile(snapshot(vec![a, b_changed]), Some(&first));
         assert!(Arc::ptr_eq(
-            &first.exact_hosts["a.local"],
-            &second.exact_hosts["a.local"]
+            &first.command_line.exact_hosts["a.local"],
+            &second.command_line.exact_hosts["a.local"]
         ));
         assert!(!Arc::ptr_eq(
-            &first.exact_hosts["b.local"],
-            &second.exact_hosts["b.local"]
+            &first.command_line.exact_hosts["b.local"],
+            &second.command_line.exact_hosts["b.local"]
         ));
         assert_eq!(get(&second, "b.local", "/"), 3);
+    }
+
+    /// A route named `name` attached to `listeners`, for any host, answering with `tag`.
+    fn attached(name: &str, listeners: &[&str], tag: u16) -> Arc<Route> {
+        Arc::new(Route {
+            listeners: listeners.iter().map(|l| Arc::from(*l)).collect(),
+            id: route_id(name),
+            hosts: Vec::new(),
+            rules: vec![rule(prefix("/"), None, &[], tag)],
+        })
+    }
+
+    fn plain_listener(name: &str, address: SocketAddr) -> weir_contract::Listener {
+        weir_contract::Listener {
+            name: name.into(),
+            address,
+            protocol: weir_contract::ListenerProtocol::Http,
+            hostname: None,
+            certificates: Vec::new(),
+        }
+    }
+
+    /// The tag of the rule a GET / for any host gets on a socket of `scope`, 0 for 404.
+    fn in_scope(table: &RoutingTable, scope: RouteScope) -> u16 {
+        table
+            .find(&scope, "h", &Method::GET, "/", None, &HeaderMap::new())
+            .and_then(|m| m.target.balancer.pick())
+            .map_or(0, |(_, endpoint)| match endpoint.target.address() {
+                TargetAddress::Socket(address) => address.port(),
+                TargetAddress::Host { port, .. } => *port,
+            })
+    }
+
+    #[test]
+    fn each_socket_routes_only_among_the_routes_attached_to_its_listeners() {
+        let (one, two, idle): (SocketAddr, SocketAddr, SocketAddr) = (
+            ([127, 0, 1, 1], 80).into(),
+            ([127, 0, 1, 2], 80).into(),
+            ([127, 0, 1, 3], 80).into(),
+        );
+        let snapshot = Snapshot {
+            generation: 1,
+            listeners: vec![
+                plain_listener("gw#one", one),
+                plain_listener("gw#two", two),
+                plain_listener("gw#idle", idle),
+            ],
+            routes: vec![
+                attached("command-line", &[], 1),
+                attached("on-one", &["gw#one"], 2),
+                attached("on-two", &["gw#two"], 3),
+            ],
+            ..Default::default()
+        };
+        let t = TableCompiler::new(Metrics::default()).compile(Arc::new(snapshot), None);
+        assert_eq!(in_scope(&t, RouteScope::CommandLine), 1);
+        assert_eq!(in_scope(&t, RouteScope::Socket(one)), 2);
+        assert_eq!(in_scope(&t, RouteScope::Socket(two)), 3);
+        assert_eq!(
+            in_scope(&t, RouteScope::Socket(idle)),
+            0,
+            "a socket whose listeners have no route answers 404, not another socket's routes"
+        );
+        assert_eq!(
+            in_scope(&t, RouteScope::Socket(([127, 0, 1, 9], 80).into())),
+            0
+        );
+    }
+
+    #[test]
+    fn listeners_sharing_an_address_pool_their_routes_in_snapshot_order() {
+        let shared: SocketAddr = ([127, 0, 1, 1], 80).into();
+        let snapshot = Snapshot {
+            generation: 1,
+            listeners: vec![
+                plain_listener("gw#a", shared),
+                plain_listener("gw#b", shared),
+            ],
+            routes: vec![
+                // Attached to both: listed once, and first.
+                attached("both", &["gw#a", "gw#b"], 1),
+                attached("on-b", &["gw#b"], 2),
+                attached("nowhere", &["gw#missing"], 3),
+            ],
+            ..Default::default()
+        };
+        let t = TableCompiler::new(Metrics::default()).compile(Arc::new(snapshot), None);
+        let hosts = t.socket_routes(&shared).unwrap();
+        let any = hosts.any_host.as_ref().unwrap();
+        assert_eq!(any.routes_built_from(), 2);
+        assert_eq!(in_scope(&t, RouteScope::Socket(shared)), 1);
+        assert_eq!(in_scope(&t, RouteScope::CommandLine), 0);
+        let route = &t.snapshot.routes[1];
+        assert!(
+            t.rule_target(route, 0).is_some(),
+            "found in its socket's scope"
+        );
+    }
+
+    #[test]
+    fn unchanged_socket_levels_are_reused_by_the_next_table() {
+        let socket: SocketAddr = ([127, 0, 1, 1], 80).into();
+        let kept = attached("kept", &["gw#a"], 1);
+        let snapshot = |routes: Vec<Arc<Route>>| {
+            Arc::new(Snapshot {
+                generation: 1,
+                listeners: vec![plain_listener("gw#a", socket)],
+                routes,
+                ..Default::default()
+            })
+        };
+        let compiler = TableCompiler::new(Metrics::default());
+        let first = compiler.compile(snapshot(vec![kept.clone()]), None);
+        let second = compiler.compile(
+            snapshot(vec![kept, attached("other", &[], 2)]),
+            Some(&first),
+        );
+        assert!(Arc::ptr_eq(
+            first
+                .socket_routes(&socket)
+                .unwrap()
+                .any_host
+                .as_ref()
+                .unwrap(),
+            second
+                .socket_routes(&socket)
+                .unwrap()
+                .any_host
+                .as_ref()
+                .unwrap(),
+        ));
     }
 
     #[test]

@@ -274,6 +274,12 @@ impl HostRoutes {
             .find(|t| &*t.route == route && t.rule_index == rule)
     }
 
+    /// How many routes this level was built from.
+    #[cfg(test)]
+    pub(super) fn routes_built_from(&self) -> usize {
+        self.built_from.len()
+    }
+
     /// Whether this level was built from exactly `routes`: the same route values, by
     /// pointer, in the same order.
     pub(super) fn built_from_same(&self, routes: &[&Arc<Route>]) -> bool {

@@ -3,7 +3,8 @@
 //! A [`RuleTarget`] carries the rule's filters sorted by step, its policy, a balancer over its
 //! backends' endpoints, and handles on the long-lived state of its route (metrics) and rule
 //! (balancer cursor, rate limiter, retry budget, each endpoint's load and health), resolved
-//! here once per table.
+//! here once per table. An invalid backend ([`Backend::Invalid`]) is balanced like the others,
+//! by weight, and answered 500 by the proxy when picked.
 
 use std::sync::{Arc, OnceLock};
 
@@ -66,12 +67,16 @@ impl RuleTarget {
             .iter()
             .enumerate()
             .map(|(b, rule_backend)| {
-                let Backend::Service(service) = &rule_backend.backend else {
-                    todo!("data plane: answer 500 for invalid backends")
+                let backend = match &rule_backend.backend {
+                    Backend::Service(service) => {
+                        let mut backend =
+                            backend_endpoints(route, rule_index, b, service, policy, compiler);
+                        backend.filters = BackendFilters::new(&rule_backend.filters);
+                        backend
+                    }
+                    // Its share is answered 500 by the proxy: it needs no endpoints nor filters.
+                    Backend::Invalid(reason) => BackendEndpoints::invalid(reason.clone()),
                 };
-                let mut backend =
-                    backend_endpoints(route, rule_index, b, service, policy, compiler);
-                backend.filters = BackendFilters::new(&rule_backend.filters);
                 (backend, rule_backend.weight)
             })
             .collect::<Vec<_>>();
@@ -194,5 +199,6 @@ fn backend_endpoints(
         service: service.service.to_string().into(),
         endpoints: endpoints.into(),
         filters: BackendFilters::default(),
+        invalid: None,
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! files | kubernetes --SourceEvent--> reconciler --Snapshot--> apply_snapshots --> ArcSwap<RoutingTable> --> proxy threads
+//!                                                          |                 \--> SocketSet (listeners' sockets) --/
 //!                                                          \--> status writer (cluster) <--EjectedProviders-- table compiler
 //! ```
 
@@ -34,7 +35,7 @@ use weir_controlplane::{
 use weir_gateway::{
     admin,
     ai::{Quotas, quota},
-    listener::{self, tls::CertificateResolver},
+    listener::{self, snapshot_sockets::SnapshotSockets, tls::CertificateResolver},
     metrics::Metrics,
     proxy::{Proxy, ProxySettings},
     table::TableCompiler,
@@ -301,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut election = None;
 
+    let snapshot_sockets = SnapshotSockets::new(metrics.clone());
     let compiler = TableCompiler::new(metrics);
     let (events, events_rx) = mpsc::channel(1024);
     let (snapshots, snapshots_rx) = watch::channel(None);
@@ -366,11 +368,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let certificates = tls_listener
         .as_ref()
         .map(|_| Arc::new(CertificateResolver::default()));
+    let socket_set = snapshot_sockets.subscribe();
     tokio::spawn(weir_gateway::apply_snapshots(
         snapshots_rx,
         table.clone(),
         compiler,
         certificates.clone(),
+        snapshot_sockets,
     ));
 
     let tls_address = tls_listener
@@ -400,6 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tls: tls_listener
             .zip(certificates)
             .map(|(listener, certificates)| (listener, listener::tls::server_config(certificates))),
+        snapshot_sockets: socket_set,
     };
     let settings = listener::ListenerSettings {
         header_timeout: cli.header_timeout,

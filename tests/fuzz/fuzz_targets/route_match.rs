@@ -32,7 +32,7 @@ use weir_contract::{
 };
 use weir_gateway::{
     metrics::Metrics,
-    table::{TableCompiler, covers},
+    table::{RouteScope, TableCompiler, covers},
 };
 
 /// Labels hosts are made of: few, so that routes and requests meet.
@@ -425,6 +425,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         }
         let found = table
             .find(
+                &RouteScope::CommandLine,
                 &request.host,
                 &request.method,
                 &request.path,
