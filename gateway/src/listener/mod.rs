@@ -218,7 +218,14 @@ pub async fn serve(
                 continue;
             }
         };
-        worker.serve_connection(stream, client_address, tls, RouteScope::CommandLine, permit);
+        worker.serve_connection(
+            stream,
+            client_address,
+            tls,
+            RouteScope::CommandLine,
+            permit,
+            worker.stop.clone(),
+        );
     }
     drop((listeners.plain, listeners.tls));
     tracing::info!("shutting down: draining in-flight requests");
@@ -257,7 +264,8 @@ struct Worker {
 }
 
 impl Worker {
-    /// Serves an accepted connection on this thread, counted by the drain.
+    /// Serves an accepted connection on this thread, counted by the drain; it drains when
+    /// `stop` turns `true`.
     fn serve_connection(
         &self,
         stream: TcpStream,
@@ -265,6 +273,7 @@ impl Worker {
         tls: Option<Arc<ServerConfig>>,
         scope: RouteScope,
         permit: OwnedSemaphorePermit,
+        stop: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
         let connection = connection::Connection {
@@ -275,8 +284,7 @@ impl Worker {
             scope,
             permit,
         };
-        self.tracker
-            .spawn(connection.serve(stream, self.stop.clone()));
+        self.tracker.spawn(connection.serve(stream, stop));
     }
 }
 

@@ -334,16 +334,22 @@ fn certificates_of<'s>(
 /// shutdown: a loop starts for each socket that appears (or is replaced), and ends, closing
 /// this thread's copy, for each that goes.
 pub(super) async fn follow(mut sockets: watch::Receiver<SocketSet>, worker: Worker) {
-    let mut accepting: BTreeMap<SocketAddr, (Arc<SnapshotSocket>, JoinHandle<()>)> =
-        BTreeMap::new();
+    // Each socket's loop, and the signal that tells its connections it is gone.
+    let mut accepting: BTreeMap<
+        SocketAddr,
+        (Arc<SnapshotSocket>, JoinHandle<()>, watch::Sender<bool>),
+    > = BTreeMap::new();
     let mut stop = worker.stop.clone();
     loop {
         let set = sockets.borrow_and_update().clone();
-        accepting.retain(|address, (socket, task)| {
+        accepting.retain(|address, (socket, task, gone)| {
             let kept = set.get(address).is_some_and(|now| Arc::ptr_eq(now, socket));
             if !kept {
-                // Dropping the loop closes its copy; its connections are tasks of their own.
+                // Dropping the loop closes its copy; its connections finish the requests in
+                // flight and close, as at shutdown, rather than lingering on a socket whose
+                // routes are gone.
                 task.abort();
+                let _ = gone.send(true);
             }
             kept
         });
@@ -353,13 +359,15 @@ pub(super) async fn follow(mut sockets: watch::Receiver<SocketSet>, worker: Work
             }
             match socket.accept_copy() {
                 Ok(listener) => {
+                    let (gone, closing) = watch::channel(false);
                     let task = tokio::spawn(accept(
                         worker.clone(),
                         listener,
                         socket.address,
                         socket.tls.clone(),
+                        closing,
                     ));
-                    accepting.insert(socket.address, (socket.clone(), task));
+                    accepting.insert(socket.address, (socket.clone(), task, gone));
                 }
                 Err(error) => {
                     tracing::error!(address = %socket.address, %error, "a proxy thread cannot accept on a listener socket; it tries again with the next change")
@@ -378,18 +386,21 @@ pub(super) async fn follow(mut sockets: watch::Receiver<SocketSet>, worker: Work
             break;
         }
     }
-    for (_, task) in accepting.into_values() {
+    for (_, task, gone) in accepting.into_values() {
         task.abort();
+        let _ = gone.send(true);
     }
 }
 
 /// Accepts connections on this thread's copy of a snapshot socket until shutdown (or until
-/// aborted, when the socket goes), within the process's connection limit.
+/// aborted, when the socket goes), within the process's connection limit. Its connections
+/// drain when `closing` turns `true`: at shutdown, or when the socket goes.
 async fn accept(
     worker: Worker,
     listener: TcpListener,
     address: SocketAddr,
     tls: Option<Arc<ServerConfig>>,
+    closing: watch::Receiver<bool>,
 ) {
     let scope = RouteScope::Socket(address);
     let mut stop = worker.stop.clone();
@@ -418,7 +429,14 @@ async fn accept(
             },
             () = &mut stopped => return,
         };
-        worker.serve_connection(stream, client_address, tls.clone(), scope, permit);
+        worker.serve_connection(
+            stream,
+            client_address,
+            tls.clone(),
+            scope,
+            permit,
+            closing.clone(),
+        );
     }
 }
 

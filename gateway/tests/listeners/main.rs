@@ -100,6 +100,8 @@ async fn a_listener_added_opens_its_socket_and_removed_closes_it_after_its_reque
     gateway.publish(listeners, routes);
     until_served(socket, "any.example", "a").await;
 
+    let mut idle = HttpClient::connect(socket).await.unwrap();
+    assert_eq!(idle.get("any.example", "/").await, (200, "a".to_owned()));
     let mut in_flight = HttpClient::connect(socket).await.unwrap();
     let slow = tokio::spawn(async move { in_flight.get("any.example", "/slow").await });
     backend.arrived().await;
@@ -108,6 +110,11 @@ async fn a_listener_added_opens_its_socket_and_removed_closes_it_after_its_reque
     eventually("the socket is closed", || async {
         refused(socket).await.then_some(())
     })
+    .await;
+    eventually(
+        "a kept-alive connection on it is closed, not left serving 404s",
+        || async { idle.is_closed().then_some(()) },
+    )
     .await;
     backend.release();
     assert_eq!(

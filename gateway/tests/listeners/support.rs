@@ -266,6 +266,14 @@ impl HttpClient {
         }
     }
 
+    /// Whether the server has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Self::Http1(sender) => sender.is_closed(),
+            Self::Http2(sender) => sender.is_closed(),
+        }
+    }
+
     /// `GET path` for `host`: the status and body.
     pub async fn get(&mut self, host: &str, path: &str) -> (u16, String) {
         let exchange = async {
