@@ -330,15 +330,15 @@ fn certificates_of<'s>(
     (by_host, default)
 }
 
+/// This thread's accept loop on one socket, and the signal that tells the connections it
+/// accepted that the socket is gone.
+type Accepting = (Arc<SnapshotSocket>, JoinHandle<()>, watch::Sender<bool>);
+
 /// Runs this thread's accept loops on the snapshot's sockets, following `sockets` until
 /// shutdown: a loop starts for each socket that appears (or is replaced), and ends, closing
 /// this thread's copy, for each that goes.
 pub(super) async fn follow(mut sockets: watch::Receiver<SocketSet>, worker: Worker) {
-    // Each socket's loop, and the signal that tells its connections it is gone.
-    let mut accepting: BTreeMap<
-        SocketAddr,
-        (Arc<SnapshotSocket>, JoinHandle<()>, watch::Sender<bool>),
-    > = BTreeMap::new();
+    let mut accepting: BTreeMap<SocketAddr, Accepting> = BTreeMap::new();
     let mut stop = worker.stop.clone();
     loop {
         let set = sockets.borrow_and_update().clone();
