@@ -8,6 +8,7 @@ mod ai_usage;
 mod endpoints;
 mod failures;
 mod filters;
+mod gateway_api;
 mod hardening;
 mod ingress;
 mod lifecycle;
