@@ -61,7 +61,33 @@ pub const CONTROLLER_NAME: &str = "weir.dev/gateway-controller";
 
 /// The Gateway API features Weir implements, by their conformance-suite names, sorted:
 /// published on every Weir GatewayClass, and what the conformance run is asked to test.
-pub const SUPPORTED_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "GatewayPort8080",
+    "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteSchemeRedirect",
+    "ReferenceGrant",
+];
 
 const GATEWAY_KIND: &str = "Gateway";
 const HTTP_ROUTE_KIND: &str = "HTTPRoute";
@@ -1029,7 +1055,7 @@ fn translate_rule(
     lookup: &mut Lookup<'_>,
     first_problem: &mut Option<(&'static str, String)>,
 ) -> Result<ReadyRule, String> {
-    let filters = weir_filters(&rule.filters, &format!("{at}.filters"))?;
+    let filters = weir_filters(&rule.filters, &id.namespace, &format!("{at}.filters"))?;
     let checked = RouteRule {
         matches: rule.matches.clone(),
         filters: filters.clone(),
@@ -1048,7 +1074,8 @@ fn translate_rule(
     let mut backends = Vec::with_capacity(rule.backend_refs.len());
     for (b, backend) in rule.backend_refs.iter().enumerate() {
         let at = format!("{at}.backendRefs[{b}]");
-        let backend_filters = weir_filters(&backend.filters, &format!("{at}.filters"))?;
+        let backend_filters =
+            weir_filters(&backend.filters, &id.namespace, &format!("{at}.filters"))?;
         let filters = policy::filters(
             id,
             &backend_filters,
@@ -1108,7 +1135,11 @@ fn translate_rule(
 
 /// HTTPRoute filters in the shape of Weir's Route's, which the same code validates and
 /// translates. A filter Weir does not implement makes the rule unservable.
-fn weir_filters(filters: &[HTTPRouteFilter], at: &str) -> Result<Vec<RouteFilter>, String> {
+fn weir_filters(
+    filters: &[HTTPRouteFilter],
+    route_namespace: &str,
+    at: &str,
+) -> Result<Vec<RouteFilter>, String> {
     filters
         .iter()
         .enumerate()
@@ -1132,7 +1163,10 @@ fn weir_filters(filters: &[HTTPRouteFilter], at: &str) -> Result<Vec<RouteFilter
                         return Err(format!("{at}[{f}].requestMirror: missing"));
                     };
                     let reference = &mirror.backend_ref;
-                    if reference.namespace.is_some()
+                    if reference
+                        .namespace
+                        .as_deref()
+                        .is_some_and(|namespace| namespace != route_namespace)
                         || reference.kind.as_deref().is_some_and(|kind| kind != "Service")
                     {
                         return Err(format!(
