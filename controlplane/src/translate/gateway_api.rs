@@ -109,7 +109,8 @@ pub struct Translation {
     /// Oldest HTTPRoute first.
     pub routes: Vec<Arc<Route>>,
     pub reports: GatewayApiReports,
-    /// Every object looked up, so a change to one translates again.
+    /// Every object looked up, so a change to one translates again (a change to any Gateway
+    /// API object, ReferenceGrants and Namespaces included, does by its kind).
     pub references: BTreeSet<ObjectKey>,
 }
 
@@ -227,7 +228,6 @@ pub fn translate(
     }
     translation.reports.http_routes = route_reports;
     translation.references = lookup.into_references();
-    translation.references.extend(objects.referenced_kinds());
     translation
 }
 
@@ -287,15 +287,6 @@ impl<'a> Objects<'a> {
                 .cmp(&(b.1.metadata.creation_timestamp.as_ref(), b.0))
         });
         objects
-    }
-
-    /// Kinds whose every change matters (a new ReferenceGrant or Namespace label can let a
-    /// reference through), as the keys of the objects there are now. New objects of these
-    /// kinds are caught by kind in the reconciler.
-    fn referenced_kinds(&self) -> impl Iterator<Item = ObjectKey> + '_ {
-        self.grants
-            .iter()
-            .map(|(id, _)| ObjectKey::new(Kind::ReferenceGrant, (*id).clone()))
     }
 
     /// The labels of namespace `name`; a namespace Weir has not seen has none. A manifest
