@@ -27,7 +27,13 @@ mod failure;
 mod forward;
 pub mod normalize;
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc, time::Duration, time::Instant};
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+    time::Instant,
+};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -109,8 +115,14 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(address: SocketAddr, secure: bool) -> Self {
-        let forwarded_for = HeaderValue::try_from(address.ip().to_string())
-            .expect("an IP address is a valid header value");
+        let forwarded_for = match address.ip() {
+            // Written by hand: `Display` for an address costs more than a whole request's
+            // routing, and every new connection pays it.
+            IpAddr::V4(ip) => HeaderValue::from_bytes(ipv4_text(ip).written())
+                .expect("an IP address is a valid header value"),
+            ip => HeaderValue::try_from(ip.to_string())
+                .expect("an IP address is a valid header value"),
+        };
         Self {
             address,
             secure,
@@ -123,6 +135,44 @@ impl Peer {
         self.forwarded_for
             .to_str()
             .expect("an IP address is visible ASCII")
+    }
+}
+
+/// An IPv4 address in dotted decimal, as `Display` writes it.
+fn ipv4_text(ip: Ipv4Addr) -> DottedDecimal {
+    let mut text = DottedDecimal {
+        bytes: [0; 15],
+        len: 0,
+    };
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push(b'.');
+        }
+        if octet >= 100 {
+            text.push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            text.push(b'0' + octet / 10 % 10);
+        }
+        text.push(b'0' + octet % 10);
+    }
+    text
+}
+
+/// Room for the longest dotted-decimal IPv4 address, `255.255.255.255`.
+struct DottedDecimal {
+    bytes: [u8; 15],
+    len: usize,
+}
+
+impl DottedDecimal {
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn written(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -203,7 +253,9 @@ impl Proxy {
                     upstreams: &self.upstreams,
                     settings: &self.settings.ai,
                 };
-                return ai::serve(ctx, target, &host, request).await;
+                // Boxed: the AI path's state is several kilobytes, and every request's
+                // future would otherwise be that large (and moved that much).
+                return Box::pin(ai::serve(ctx, target, &host, request)).await;
             }
         }
 
@@ -528,7 +580,9 @@ async fn forward<'r>(
         .map(|response| (response, selected))
         .map_err(fail);
     };
-    let retries = retry_loop(proxy, ctx, retry, selected, hash, parts, body);
+    // Boxed: the retry loop's state is the size of a try and more, which every request's
+    // future would otherwise carry and move; a rule with retries pays one allocation.
+    let retries = Box::pin(retry_loop(proxy, ctx, retry, selected, hash, parts, body));
     match target.policy.timeouts.request {
         Some(limit) => tokio::time::timeout(limit, retries)
             .await

@@ -367,3 +367,23 @@ async fn handle_runs_the_phases_end_to_end_against_a_real_backend() {
     let missing = sender.send_request(ask("nowhere")).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+proptest::proptest! {
+    /// `X-Forwarded-For` names an IPv4 client exactly as `Display` would.
+    #[test]
+    fn forwarded_for_writes_ipv4_as_display_does(octets: [u8; 4], port: u16) {
+        let ip = Ipv4Addr::from(octets);
+        let peer = Peer::new(SocketAddr::new(IpAddr::V4(ip), port), false);
+        proptest::prop_assert_eq!(peer.forwarded_for(), ip.to_string());
+    }
+}
+
+#[test]
+fn forwarded_for_writes_the_extremes_and_ipv6() {
+    for text in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "1.20.255.0"] {
+        let peer = Peer::new(SocketAddr::new(text.parse().unwrap(), 1), false);
+        assert_eq!(peer.forwarded_for(), text);
+    }
+    let peer = Peer::new("[2001:db8::1]:443".parse().unwrap(), true);
+    assert_eq!(peer.forwarded_for(), "2001:db8::1");
+}

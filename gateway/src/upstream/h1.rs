@@ -51,7 +51,9 @@ pub(super) async fn send(
             },
         }
     }
-    let mut sender = open(target, settings).await?;
+    // Boxed: opening is rare beside reusing, and its state would otherwise make every
+    // request's future (moved whole at each await above it) over a kilobyte larger.
+    let mut sender = Box::pin(open(target, settings)).await?;
     let response = sender.send_request(request).await?;
     Ok(pooled(response, sender, target, *settings))
 }

@@ -44,7 +44,8 @@ pub(super) async fn send(
     let mut sender = match pooled {
         Some(sender) => sender,
         None => {
-            let sender = open(target, settings).await?;
+            // Boxed, as for HTTP/1.1: opening is rare, and its state is large.
+            let sender = Box::pin(open(target, settings)).await?;
             CONNECTIONS.with(|connections| {
                 connections
                     .borrow_mut()
