@@ -46,10 +46,12 @@ async fn secret_material_reaches_no_status_log_debug_page_or_metric() {
     let route_host = format!("route.{namespace}.test");
     let ingress_host = format!("ingress.{namespace}.test");
     let leaf = Ca::new("weir-secret-status-ca").leaf(&[&ingress_host], KeyType::EcdsaP256);
-    // PEM blocks that parse as PEM and hold nothing usable: the marker is what a parser
-    // error would quote.
-    let marked_pem =
-        |label: &str| format!("-----BEGIN {label}-----\n{MARKER}\n-----END {label}-----\n");
+    // PEM blocks holding nothing usable, the marker being what a parser error would quote:
+    // `{MARKER}` is base64, so its block decodes (to bytes that are no key); with `!` it
+    // does not.
+    let marked_pem = |label: &str, body: &str| {
+        format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
+    };
     let class = format!("weir-{namespace}");
     let mock_url = format!("{}/v1", mock.url());
     cluster.apply(
@@ -57,13 +59,17 @@ async fn secret_material_reaches_no_status_log_debug_page_or_metric() {
         &[
             manifests::service("echo"),
             manifests::endpoint_slice("echo-1", "echo", &[echo.address()]),
-            // Neither part parses; and a good chain with a key that does not.
+            // A chain that is not base64; and a good chain with a key that is no key.
             manifests::tls_secret(
                 "marked-cert",
-                &marked_pem("CERTIFICATE"),
-                &marked_pem("PRIVATE KEY"),
+                &marked_pem("CERTIFICATE", &format!("{MARKER}!")),
+                &marked_pem("PRIVATE KEY", MARKER),
             ),
-            manifests::tls_secret("marked-key", leaf.chain_pem(), &marked_pem("PRIVATE KEY")),
+            manifests::tls_secret(
+                "marked-key",
+                leaf.chain_pem(),
+                &marked_pem("PRIVATE KEY", MARKER),
+            ),
             manifests::ai_provider_key("provider-key", &provider_key),
             manifests::ai_provider_key("spaced-provider-key", &format!("sk-{MARKER} spaced")),
             manifests::ai_client_key("client-key", &client_key),
@@ -163,7 +169,7 @@ async fn secret_material_reaches_no_status_log_debug_page_or_metric() {
                 condition(&route["status"], "ResolvedRefs"),
                 "False",
                 "InvalidCertificateRef",
-                "marked-cert",
+                "marked-cert tls.crt",
             )?;
             let chat = get("aimodel.weir.dev", "chat");
             expect(
@@ -193,7 +199,7 @@ async fn secret_material_reaches_no_status_log_debug_page_or_metric() {
                 condition(https, "ResolvedRefs"),
                 "False",
                 "InvalidCertificateRef",
-                "marked-key",
+                "marked-key tls.key",
             )?;
             let http_route = get("httproute", "shop");
             expect(
