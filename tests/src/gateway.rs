@@ -71,12 +71,23 @@ impl Weir {
         namespace: &str,
         args: &[&str],
     ) -> Self {
+        Self::start_in_cluster_with_env(kubeconfig, namespace, args, &[]).await
+    }
+
+    /// [`Weir::start_in_cluster_with_args`] with environment variables set (`RUST_LOG=debug`, …).
+    pub async fn start_in_cluster_with_env(
+        kubeconfig: &Path,
+        namespace: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         Self::start_with(
             Command::new(binaries::weir())
                 .arg("--kubeconfig")
                 .arg(kubeconfig)
                 .args(["--namespace", namespace])
-                .args(args),
+                .args(args)
+                .envs(env.iter().copied()),
         )
         .await
     }
