@@ -7,6 +7,7 @@ mod ai;
 mod ai_usage;
 mod endpoints;
 mod failures;
+mod faults;
 mod filters;
 mod gateway_api;
 mod hardening;
