@@ -17,6 +17,7 @@ mod policy;
 mod protocols;
 mod quickstart;
 mod reload;
+mod rolling;
 mod routing;
 mod tls;
 mod weights;
