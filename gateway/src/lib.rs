@@ -14,6 +14,7 @@ pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod shutdown;
 pub mod state;
 pub mod table;
 pub mod upstream;

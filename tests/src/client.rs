@@ -29,6 +29,17 @@ impl HttpClient {
         }
     }
 
+    /// A client that opens a new connection for every request and closes it after the
+    /// response (it keeps no idle connection), as a script calling `curl` in a loop would.
+    pub fn without_keep_alive(address: SocketAddr) -> Self {
+        Self {
+            address,
+            pool: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http(),
+        }
+    }
+
     /// The address requests go to.
     pub fn address(&self) -> SocketAddr {
         self.address

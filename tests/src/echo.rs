@@ -15,7 +15,7 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 /// A running `weir-echo`, answering with its `name` as `instance`.
 pub struct Echo {
     address: SocketAddr,
-    _process: Process,
+    process: Process,
 }
 
 impl Echo {
@@ -48,13 +48,15 @@ impl Echo {
             STARTUP_DEADLINE,
         )
         .await;
-        Self {
-            address,
-            _process: process,
-        }
+        Self { address, process }
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Sends SIGKILL, as a crash or an OOM kill would end it: its connections are reset.
+    pub fn kill(&self) {
+        self.process.kill();
     }
 }

@@ -1,7 +1,8 @@
 //! The gateway under test: a `weir` process reading one [`ConfigDir`] (or a cluster), killed
 //! on drop.
 //!
-//! It runs with `--log-format json` on port 0 for both listeners; the harness learns the
+//! It runs with `--log-format json` on port 0 for both listeners (unless the test places one
+//! itself, e.g. on the port another Weir holds with `--reuse-port`); the harness learns the
 //! addresses from the `listening` log line and forwards every log line to the test's stderr,
 //! so a failing test shows what the gateway said.
 
@@ -114,9 +115,14 @@ impl Weir {
     }
 
     async fn start_with(command: &mut Command) -> Self {
+        // A free port for each listener the caller did not place itself.
+        for listener in ["--listen", "--admin"] {
+            if !command.get_args().any(|arg| arg == listener) {
+                command.args([listener, "127.0.0.1:0"]);
+            }
+        }
         let mut process = Process::spawn(
             command
-                .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
                 .args(["--log-format", "json"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

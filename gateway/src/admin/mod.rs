@@ -2,7 +2,9 @@
 //!
 //! It lives on its own address (loopback by default) so it is never exposed with the proxy.
 //! - `/healthz`: 200 while the process runs.
-//! - `/readyz`: 200 once the first routing table is live, 503 before.
+//! - `/readyz`: 200 once the first routing table is live, 503 before, and 503 again once
+//!   shutdown has begun ([`Leaving`]), so that load balancers take the process out while it
+//!   still serves.
 //! - `/metrics`: Prometheus text.
 //! - `/debug/routes`: JSON of the live configuration for operators ([`view`]): the snapshot's
 //!   listeners, accepted routes, a report per Route, source problems. Built from the snapshot
@@ -24,7 +26,7 @@ use tokio::net::TcpListener;
 
 use prometheus_client::registry::Registry;
 
-use crate::{metrics::encode_registry, table::RoutingTable};
+use crate::{metrics::encode_registry, shutdown::Leaving, table::RoutingTable};
 
 pub mod view;
 
@@ -34,6 +36,8 @@ pub struct AdminState {
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Every component's metrics, registered before serving starts.
     pub registry: Arc<Registry>,
+    /// Set when shutdown begins: readiness fails from then on.
+    pub leaving: Leaving,
 }
 
 /// Serves the admin endpoints until the task is dropped.
@@ -64,7 +68,12 @@ fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Byt
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if state.table.load().generation > 0 {
+            if state.leaving.has_begun() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: shutting down\n",
+                )
+            } else if state.table.load().generation > 0 {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(

@@ -32,6 +32,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, StatusCode, header::CONNECTION};
 use hyper::{
     Request,
     body::{Body, Frame, Incoming, SizeHint},
@@ -55,6 +56,7 @@ use super::{
 };
 use crate::{
     proxy::{Peer, Proxy, ProxyBody},
+    shutdown::Leaving,
     table::RouteScope,
 };
 
@@ -105,12 +107,15 @@ struct ConnContext {
     peer: Peer,
     scope: RouteScope,
     bytes_read: Arc<AtomicU64>,
+    /// HTTP/1.1 only: once set, each response closes its connection (HTTP/2 connections get
+    /// their GOAWAY when the drain begins).
+    close_when_leaving: Option<Leaving>,
     requests_started: AtomicU64,
     responses_finished: AtomicU64,
 }
 
 impl Connection {
-    pub(super) async fn serve(self, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn serve(self, mut stream: TcpStream, stop: watch::Receiver<bool>) {
         let client_address = self.client_address;
         let header_timeout = self.servers.settings.header_timeout;
         let bytes_read = Arc::new(AtomicU64::new(0));
@@ -118,11 +123,10 @@ impl Connection {
         match self.tls.clone() {
             None => {
                 let mut first = BytesMut::with_capacity(FIRST_READ);
-                let sniffed = tokio::select! {
-                    biased;
-                    sniffed = tokio::time::timeout(header_timeout, sniff(&mut stream, &mut first)) => sniffed,
-                    _ = stop.wait_for(|stopping| *stopping) => return,
-                };
+                // Not cut short by shutdown: the client of a connection accepted has sent, or
+                // is sending, a request, which is served (and the connection then closed).
+                let sniffed =
+                    tokio::time::timeout(header_timeout, sniff(&mut stream, &mut first)).await;
                 let http2 = match sniffed {
                     Ok(Ok(Some(http2))) => http2,
                     Ok(Ok(None)) => return,
@@ -158,7 +162,7 @@ impl Connection {
         config: Arc<ServerConfig>,
         stream: TcpStream,
         bytes_read: Arc<AtomicU64>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) {
         let client_address = self.client_address;
         let header_timeout = self.servers.settings.header_timeout;
@@ -167,10 +171,9 @@ impl Connection {
             stream,
             bytes_read: bytes_read.clone(),
         };
-        let handshake = tokio::select! {
-            handshake = tokio::time::timeout(header_timeout, TlsAcceptor::from(config).accept(io)) => handshake,
-            _ = stop.wait_for(|stopping| *stopping) => return,
-        };
+        // As for a plain connection, shutdown does not cut the handshake short.
+        let handshake =
+            tokio::time::timeout(header_timeout, TlsAcceptor::from(config).accept(io)).await;
         let stream = match handshake {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
@@ -207,6 +210,7 @@ impl Connection {
             peer: Peer::new(client_address, secure),
             scope: self.scope,
             bytes_read,
+            close_when_leaving: (!http2).then(|| self.servers.settings.leaving.clone()),
             requests_started: AtomicU64::new(0),
             responses_finished: AtomicU64::new(0),
         });
@@ -215,10 +219,19 @@ impl Connection {
             let context = context.clone();
             async move {
                 context.requests_started.fetch_add(1, Ordering::Relaxed);
-                let response = context
+                let mut response = context
                     .proxy
                     .handle(request, &context.peer, &context.scope)
                     .await;
+                if let Some(leaving) = &context.close_when_leaving
+                    && leaving.has_begun()
+                    && response.status() != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    // hyper closes the connection once this response is written.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
                 Ok::<_, Infallible>(response.map(|inner| TrackedBody { inner, context }))
             }
         });

@@ -19,9 +19,14 @@
 //! ALPN after the handshake ([`tls`]). What each connection may take — the time to send its
 //! request headers, to sit idle, to answer HTTP/2 pings — is watched by [`connection`].
 //!
-//! Shutdown stops accepting at once, then lets every connection finish the requests it has in
-//! flight, and every tunnel (WebSocket) it carries, up to a deadline after which the rest are
-//! dropped. A connection that has not sent its first bytes yet is closed at once.
+//! Shutdown has two phases. While the process is *leaving* ([`crate::shutdown`]), everything
+//! is served as usual, except that HTTP/1.1 responses carry `Connection: close`. Then the
+//! drain: accepting stops (the connections the kernel has already completed are accepted and
+//! served first: closing a socket resets those still queued on it), and every connection
+//! finishes the requests it has in flight, and every tunnel (WebSocket) it carries, up to a
+//! deadline after which the rest are dropped. Idle keep-alive connections close at once; a new
+//! connection that has not sent its first bytes yet gets the header timeout to send its
+//! request, which is then served.
 
 mod connection;
 mod gate;
@@ -45,7 +50,7 @@ use tokio::{
 };
 use tokio_util::task::TaskTracker;
 
-use crate::{proxy::Proxy, table::RouteScope};
+use crate::{proxy::Proxy, shutdown::Leaving, table::RouteScope};
 use snapshot_sockets::SocketSet;
 
 /// Limits every proxy connection lives within. See the `weir` command line for their defaults.
@@ -65,6 +70,10 @@ pub struct ListenerSettings {
     pub max_connections: usize,
     /// How long connections may take to finish after shutdown begins.
     pub drain: Duration,
+    /// Set when the process starts leaving (before the drain): HTTP/1.1 responses then carry
+    /// `Connection: close`, so keep-alive clients reconnect, elsewhere, while this process
+    /// still serves ([`crate::shutdown`]).
+    pub leaving: Leaving,
 }
 
 impl Default for ListenerSettings {
@@ -77,6 +86,7 @@ impl Default for ListenerSettings {
             http2_max_streams: 250,
             max_connections: 50_000,
             drain: Duration::from_secs(30),
+            leaving: Leaving::default(),
         }
     }
 }
@@ -218,16 +228,23 @@ pub async fn serve(
                 continue;
             }
         };
-        worker.serve_connection(
-            stream,
-            client_address,
-            tls,
-            RouteScope::CommandLine,
-            permit,
-            worker.stop.clone(),
-        );
+        worker.serve_command_line_connection(stream, client_address, tls, permit);
     }
-    drop((listeners.plain, listeners.tls));
+    // Closing a socket resets the connections still in its queue, which their clients count
+    // as accepted: they are served instead, as far as the connection limit allows. (With
+    // other threads still holding the socket, they may take some of these; the last to let
+    // go closes it.)
+    let queued = take_queued(listeners.plain)
+        .map(|(stream, peer)| (stream, peer, None))
+        .chain(listeners.tls.into_iter().flat_map(|(listener, config)| {
+            take_queued(listener).map(move |(stream, peer)| (stream, peer, Some(config.clone())))
+        }));
+    for (stream, client_address, tls) in queued {
+        let Ok(permit) = worker.connections.clone().try_acquire_owned() else {
+            break;
+        };
+        worker.serve_command_line_connection(stream, client_address, tls, permit);
+    }
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stopping.send(true);
     // It sees the stop and ends its accept loops, closing this thread's copies of the sockets.
@@ -264,6 +281,25 @@ struct Worker {
 }
 
 impl Worker {
+    /// Serves a connection accepted on a socket of the command line's.
+    fn serve_command_line_connection(
+        &self,
+        stream: TcpStream,
+        client_address: SocketAddr,
+        tls: Option<Arc<ServerConfig>>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let stop = self.stop.clone();
+        self.serve_connection(
+            stream,
+            client_address,
+            tls,
+            RouteScope::CommandLine,
+            permit,
+            stop,
+        );
+    }
+
     /// Serves an accepted connection on this thread, counted by the drain; it drains when
     /// `stop` turns `true`.
     fn serve_connection(
@@ -303,6 +339,21 @@ async fn heartbeat() {
     }
 }
 
+/// The connections queued on `listener` (accepted without waiting), as the socket is closed
+/// behind them: this thread's copy of it is dropped once they are taken.
+fn take_queued(listener: TcpListener) -> impl Iterator<Item = (TcpStream, SocketAddr)> {
+    let listener = listener.into_std().ok();
+    // Non-blocking, as tokio left it: `accept` fails with `WouldBlock` once the queue is empty.
+    std::iter::from_fn(move || {
+        let (stream, peer) = listener.as_ref()?.accept().ok()?;
+        Some((stream, peer))
+    })
+    .filter_map(|(stream, peer)| {
+        stream.set_nonblocking(true).ok()?;
+        Some((TcpStream::from_std(stream).ok()?, peer))
+    })
+}
+
 /// Accepts on the TLS listener, or waits forever when there is none.
 async fn accept_tls(
     tls: &Option<(TcpListener, Arc<ServerConfig>)>,
@@ -326,9 +377,34 @@ pub fn spawn_tunnel(tunnel: impl Future<Output = ()> + Send + 'static) {
     TUNNELS.with(|tunnels| tunnels.spawn(tunnel));
 }
 
-/// Binds a listener, with the address in the error.
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await.map_err(|error| {
-        std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
-    })
+/// Binds a listener of the command line's (proxy, TLS proxy, admin), with the address in the
+/// error. With `reuse_port`, another process may bind the same address while this one still
+/// listens on it (`SO_REUSEPORT`): the kernel then spreads new connections over both, so a new
+/// Weir can start on the address before the old one drains.
+pub fn bind(address: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    listen(address, reuse_port)
+        .and_then(TcpListener::from_std)
+        .map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
+        })
+}
+
+/// Connections a socket queues before they are accepted (as tokio's own `bind`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket on `address`, not registered with any runtime (each thread registers its
+/// own copy), with `SO_REUSEADDR` so that a restarted Weir, or a socket closed and opened
+/// again, binds at once though connections of the last one linger in `TIME_WAIT`; and with
+/// `SO_REUSEPORT` when asked.
+pub(crate) fn listen(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
 }

@@ -5,7 +5,8 @@
 //! [`SnapshotSockets`] is their one owner. The task that applies snapshots drives it
 //! ([`SnapshotSockets::update`]) right after the snapshot's table went live, so a new socket's
 //! first connection already finds its routes. Listeners that share an address share one
-//! socket. A new address is bound with `SO_REUSEADDR`, as the command line's sockets are; an
+//! socket. A new address is bound as the command line's sockets are (`SO_REUSEADDR`, and
+//! `SO_REUSEPORT` with `--reuse-port`, [`SnapshotSockets::with_reuse_port`]); an
 //! HTTPS socket's certificates are swapped in place when they change (parsed once, by
 //! [`CertificateResolver`]); the set of open sockets is published on a watch channel
 //! ([`SocketSet`]).
@@ -25,22 +26,14 @@
 use std::{collections::BTreeMap, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use rustls::ServerConfig;
-use tokio::{
-    net::{TcpListener, TcpSocket},
-    sync::watch,
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use weir_contract::{Listener, ListenerProtocol, Snapshot, TlsCertificate};
 
 use super::{
-    Worker,
+    Worker, listen,
     tls::{self, CertificateResolver},
 };
 use crate::{metrics::Metrics, table::RouteScope};
-
-/// Connections a snapshot listener's socket queues before they are accepted (as tokio's
-/// `TcpListener::bind`, which opens the command line's).
-const LISTEN_BACKLOG: u32 = 1024;
 
 /// Why a snapshot listener's socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +110,8 @@ pub struct SnapshotSockets {
     last: Option<Arc<Snapshot>>,
     published: watch::Sender<SocketSet>,
     metrics: Metrics,
+    /// Whether new sockets are bound with `SO_REUSEPORT`.
+    reuse_port: bool,
 }
 
 /// What the owner keeps of an open socket.
@@ -136,7 +131,15 @@ impl SnapshotSockets {
             last: None,
             published: watch::Sender::new(SocketSet::default()),
             metrics,
+            reuse_port: false,
         }
+    }
+
+    /// Binds the sockets it opens with `SO_REUSEPORT` (`--reuse-port`), so that a new Weir
+    /// on the same host can open them too while this one drains.
+    pub fn with_reuse_port(mut self, reuse_port: bool) -> Self {
+        self.reuse_port = reuse_port;
+        self
     }
 
     /// The open sockets, now and as they change, for the proxy threads.
@@ -187,7 +190,7 @@ impl SnapshotSockets {
                     continue;
                 }
                 Some(open) => OpenSocket::reuse(&open.socket, protocol, &by_host, default),
-                None => OpenSocket::bind(address, protocol, &by_host, default),
+                None => OpenSocket::bind(address, self.reuse_port, protocol, &by_host, default),
             };
             match opened {
                 Ok(open) => {
@@ -236,11 +239,13 @@ impl OpenSocket {
     /// A new socket on `address`.
     fn bind(
         address: SocketAddr,
+        reuse_port: bool,
         protocol: ListenerProtocol,
         by_host: &[Arc<TlsCertificate>],
         default: Option<&Arc<TlsCertificate>>,
     ) -> Result<Self, SocketError> {
-        let listener = listen(address).map_err(|source| SocketError::Bind { address, source })?;
+        let listener =
+            listen(address, reuse_port).map_err(|source| SocketError::Bind { address, source })?;
         Ok(Self::serving(address, listener, protocol, by_host, default))
     }
 
@@ -285,20 +290,6 @@ impl OpenSocket {
             certificates,
         }
     }
-}
-
-/// A listening socket on `address`, with `SO_REUSEADDR` so that a restarted Weir, or a socket
-/// closed and opened again, binds at once though connections of the last one linger in
-/// `TIME_WAIT`.
-fn listen(address: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    // Listened on here, then handed over unregistered: each thread registers its own copy.
-    socket.listen(LISTEN_BACKLOG)?.into_std()
 }
 
 /// The snapshot's listeners grouped by address, in snapshot order within each.

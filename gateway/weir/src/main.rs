@@ -9,6 +9,11 @@
 //! Lease is released at once, before the drain, so another replica takes over status writing
 //! without waiting for the Lease to expire.
 //!
+//! SIGTERM starts the shutdown's two phases (`weir_gateway::shutdown`): leaving at once
+//! (/readyz 503, HTTP/1.1 connections closed after their response, still accepting) for
+//! `--shutdown-delay`, then the drain (no more accepting, in flight finished within
+//! `--drain-timeout`).
+//!
 //! ```text
 //! files | kubernetes --SourceEvent--> reconciler --Snapshot--> apply_snapshots --> ArcSwap<RoutingTable> --> proxy threads
 //!                                                          |                 \--> SocketSet (listeners' sockets) --/
@@ -38,6 +43,7 @@ use weir_gateway::{
     listener::{self, snapshot_sockets::SnapshotSockets, tls::CertificateResolver},
     metrics::Metrics,
     proxy::{Proxy, ProxySettings},
+    shutdown::Leaving,
     table::TableCompiler,
 };
 use weir_informer::InformerFactory;
@@ -143,9 +149,23 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    /// How long Weir goes on accepting and serving after SIGINT/SIGTERM before it drains,
+    /// with /readyz answering 503 and HTTP/1.1 responses carrying `Connection: close`: the time
+    /// a load balancer (kube-proxy) takes to see it unready and stop sending it connections.
+    /// Behind one, set it longer than the readiness probe takes to fail (period × failure
+    /// threshold) plus the time the endpoint's removal takes to reach the balancers.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    shutdown_delay: Duration,
+    /// How long in-flight requests may take to finish once Weir stops accepting (after the
+    /// --shutdown-delay).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Bind the proxy, TLS, admin and Gateway listener sockets with SO_REUSEPORT, so that a
+    /// new Weir on the same host can bind the same addresses while this one still serves (a
+    /// rolling restart without a load balancer in front; the kernel spreads new connections
+    /// over both).
+    #[arg(long)]
+    reuse_port: bool,
     /// Proxy threads, each with its own event loop (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -264,12 +284,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let proxy_listener = listener::bind(cli.listen).await?;
+    let proxy_listener = listener::bind(cli.listen, cli.reuse_port)?;
     let tls_listener = match cli.listen_tls {
-        Some(address) => Some(listener::bind(address).await?),
+        Some(address) => Some(listener::bind(address, cli.reuse_port)?),
         None => None,
     };
-    let admin_listener = listener::bind(cli.admin).await?;
+    let admin_listener = listener::bind(cli.admin, cli.reuse_port)?;
     let quotas = match &cli.quota_store {
         None => Quotas::new(
             quota::Store::Memory(Default::default()),
@@ -286,12 +306,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let reconciler_metrics = ReconcilerMetrics::default();
     reconciler_metrics.register(&mut registry);
 
-    // SIGINT/SIGTERM, seen by everyone who stops on it: the proxy drains, the election
-    // releases the Lease.
+    // SIGINT/SIGTERM, seen by everyone who stops on it: readiness fails and the proxy starts
+    // leaving at once, as the election releases the Lease; the proxy drains after the
+    // shutdown delay.
     let (stop, stopping) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
+    let leaving = Leaving::default();
+    let (drain, draining) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn({
+        let leaving = leaving.clone();
+        let delay = cli.shutdown_delay;
+        async move {
+            shutdown_signal().await;
+            leaving.begin();
+            let _ = stop.send(true);
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "not ready; serving on until the shutdown delay has passed"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            let _ = drain.send(());
+        }
     });
     let stopped = move || {
         let mut stopping = stopping.clone();
@@ -302,7 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut election = None;
 
-    let snapshot_sockets = SnapshotSockets::new(metrics.clone());
+    let snapshot_sockets = SnapshotSockets::new(metrics.clone()).with_reuse_port(cli.reuse_port);
     let compiler = TableCompiler::new(metrics);
     let (events, events_rx) = mpsc::channel(1024);
     let (snapshots, snapshots_rx) = watch::channel(None);
@@ -392,6 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let admin_state = admin::AdminState {
         table: table.clone(),
         registry: Arc::new(registry),
+        leaving: leaving.clone(),
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
     let threads = cli
@@ -415,6 +452,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         http2_max_streams: cli.http2_max_streams,
         max_connections: cli.max_connections,
         drain: cli.drain_timeout,
+        leaving,
     };
     let proxy_settings = ProxySettings {
         request_body_timeout: (!cli.request_body_timeout.is_zero())
@@ -430,7 +468,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         listeners,
         threads,
         Arc::new(Proxy::new(table, proxy_settings)),
-        stopped(),
+        async {
+            // A dropped sender drains too.
+            let _ = draining.await;
+        },
         settings,
     )
     .await
