@@ -250,26 +250,38 @@ pub async fn send(
 
 /// Removes the headers that belong to one connection, including those `Connection` names.
 ///
-/// Most messages carry none of them: one pass over the names finds out, and the removals
-/// (each a hash lookup) are only made when there is something to remove.
+/// Most messages carry none of them: one pass over the names finds out which are present, and
+/// only those are removed (each removal a hash lookup). The names `Connection` lists are looked
+/// up as they are written, with no `HeaderName` made for them: the usual `close` or
+/// `keep-alive` would otherwise cost an allocation per request.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
+    // Bit i: HOP_BY_HOP[i] is present.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
     let te_trailers = headers
         .get(TE)
         .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if let Some(connection) = headers.get(CONNECTION).and_then(|v| v.to_str().ok()) {
-        let named: Vec<HeaderName> = connection
-            .split(',')
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+    // A copy (a reference count) so that the map can be changed while its names are read.
+    if let Some(connection) = headers.get(CONNECTION).cloned()
+        && let Ok(listed) = connection.to_str()
+    {
+        for name in listed.split(',').map(str::trim) {
+            if !name.is_empty() {
+                headers.remove(name);
+            }
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if te_trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
@@ -292,6 +304,31 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         let names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn connection_names_any_case_and_spacing_and_te_trailers_stays() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("close,, X-Secret ,TE"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        let mut names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["te", "x-kept"]);
+        assert_eq!(headers[TE], "trailers");
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        headers.insert("x-listed", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(
+            headers.len(),
+            2,
+            "nothing is removed from a message without Connection"
+        );
     }
 
     fn parts(request: Request<()>) -> Parts {
