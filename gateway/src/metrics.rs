@@ -142,6 +142,7 @@ struct OutcomeLabels {
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<RouteLabels, DurationHistogram>,
+    connect_failovers: Family<RouteLabels, Counter>,
     upstream_attempts: Family<RouteLabels, Counter>,
     retries: Family<RouteLabels, Counter>,
     retry_budget_exhausted: Family<RouteLabels, Counter>,
@@ -161,6 +162,7 @@ impl Default for Metrics {
         Self {
             requests: Family::default(),
             request_duration: Family::default(),
+            connect_failovers: Family::default(),
             upstream_attempts: Family::default(),
             retries: Family::default(),
             retry_budget_exhausted: Family::default(),
@@ -189,6 +191,12 @@ impl Metrics {
             "request_duration_seconds",
             "Time from request to response headers, by route",
             self.request_duration.clone(),
+        );
+        registry.register(
+            "upstream_connect_failovers",
+            "Requests sent to another endpoint of their backend because a connection to the \
+             one picked could not be opened (nothing of the request was sent), by route",
+            self.connect_failovers.clone(),
         );
         registry.register(
             "upstream_attempts",
@@ -266,6 +274,12 @@ impl Metrics {
                     route: route.to_owned(),
                 })
                 .clone(),
+            connect_failovers: self
+                .connect_failovers
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
         }
     }
 
@@ -324,6 +338,9 @@ impl Metrics {
         self.request_duration.remove(&RouteLabels {
             route: route.to_owned(),
         });
+        self.connect_failovers.remove(&RouteLabels {
+            route: route.to_owned(),
+        });
     }
 
     /// Records that a new table went live.
@@ -368,14 +385,21 @@ pub struct PolicyMetrics {
     pub ejections: Counter,
 }
 
-/// One route's request counters and latency histogram.
+/// One route's request counters and latency histogram, and its connect failovers (which any
+/// rule may make, policy or not).
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
     by_status_class: [Counter; 5],
     duration: DurationHistogram,
+    connect_failovers: Counter,
 }
 
 impl RouteMetrics {
+    /// Counts a request sent to another endpoint because its connection could not be opened.
+    pub fn connect_failover(&self) {
+        self.connect_failovers.inc();
+    }
+
     pub fn record(&self, status: StatusCode, elapsed: Duration) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.by_status_class[class].inc();

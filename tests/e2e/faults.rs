@@ -1,9 +1,11 @@
 //! Backend death under load: one of three endpoints is killed (SIGKILL, its connections reset)
 //! while several keep-alive clients send requests through Weir. What fails, and for how long,
 //! depends on the rule's policy:
-//! - none: the requests in flight on the killed endpoint fail, and so does every request the
-//!   balancer sends there afterwards, until the endpoint leaves the Service (in a cluster, when
-//!   its EndpointSlice is updated; here, when the test rewrites it);
+//! - none: the requests in flight on the killed endpoint fail (its connections are reset under
+//!   them); a request the balancer sends there afterwards finds its connection refused before
+//!   anything was sent, and Weir sends it to another endpoint, so nothing else fails, before
+//!   or after the endpoint leaves the Service (in a cluster, when its EndpointSlice is
+//!   updated; here, when the test rewrites it);
 //! - `outlierDetection`: the failures stop once the endpoint is ejected, a few failures later;
 //! - `retry` on connect failures and resets: no client sees a failure at all.
 //!
@@ -137,13 +139,17 @@ fn assert_all_bad_gateway(failed: &[&Sent]) {
     }
 }
 
-/// Without a policy, the killed endpoint's requests fail until it leaves the Service; once
-/// Weir's table no longer has it, not one request fails.
+/// Without a policy, the kill fails the requests in flight on the killed endpoint and no
+/// other: every request sent after them that the balancer picks the dead endpoint for is
+/// refused a connection, and goes to another endpoint. Once Weir's table no longer has the
+/// endpoint, it is not even tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_policy_a_killed_endpoint_fails_its_share_until_it_leaves_the_service() {
+async fn without_a_policy_a_killed_endpoint_fails_only_the_requests_in_flight_on_it() {
     let trio = Trio::start(&[]).await;
     let killed_at = trio.kill_one();
     trio.observe().await;
+    let failovers = r#"weir_upstream_connect_failovers_total{route="default/trio"}"#;
+    let failovers_before_removal = trio.weir.metric(failovers).await;
 
     // The Service's owner (the EndpointSlice controller, in a cluster) removes the endpoint.
     let dead = trio.backends[1].address().to_string();
@@ -161,28 +167,46 @@ async fn without_a_policy_a_killed_endpoint_fails_its_share_until_it_leaves_the_
     })
     .await;
     let removed_at = Instant::now();
+    let failovers_at_removal = trio.weir.metric(failovers).await;
     trio.observe().await;
+    let failovers_after_removal = trio.weir.metric(failovers).await - failovers_at_removal;
 
     let sent = trio
         .finish("no policy (kill, then removal)", killed_at)
         .await;
     let failed = failures(&sent);
     assert_all_bad_gateway(&failed);
-    let before_removal = failed.iter().filter(|f| f.started < removed_at).count();
+    // In flight at the kill: begun before it, not ended by then.
+    let in_flight = sent
+        .iter()
+        .filter(|s| s.started < killed_at && s.ended >= killed_at)
+        .count();
+    let begun_after: Vec<_> = failed.iter().filter(|f| f.started >= killed_at).collect();
     eprintln!(
-        "  {before_removal} failed between the kill and the removal ({:.0}ms), none after",
+        "  {} failed: {} begun before the kill ({in_flight} requests were in flight then), {} \
+         after it; {failovers_before_removal} requests failed over to another endpoint between \
+         the kill and the removal ({:.0}ms), {failovers_after_removal} after",
+        failed.len(),
+        failed.len() - begun_after.len(),
+        begun_after.len(),
         removed_at.duration_since(killed_at).as_secs_f64() * 1000.0
     );
-    let late: Vec<_> = failed.iter().filter(|f| f.started >= removed_at).collect();
     assert!(
-        late.is_empty(),
-        "requests begun after the endpoint left the table failed: {late:?}"
+        failed.len() <= CLIENTS,
+        "{} failures: more than the {CLIENTS} requests that can be in flight at the kill",
+        failed.len()
     );
     assert!(
-        failed
-            .iter()
-            .all(|f| f.started >= killed_at || f.ended >= killed_at),
-        "nothing failed before the kill"
+        begun_after.is_empty(),
+        "requests begun after the kill failed: {begun_after:?}"
+    );
+    assert!(
+        failovers_before_removal > 0.0,
+        "the balancer picked the killed endpoint, and its requests went elsewhere"
+    );
+    assert_eq!(
+        failovers_after_removal, 0.0,
+        "an endpoint that left the Service is not tried"
     );
 }
 
@@ -227,7 +251,8 @@ async fn with_outlier_detection_a_killed_endpoint_fails_only_until_it_is_ejected
 }
 
 /// With retries on connect failures and resets, the kill costs no client a request: a reset
-/// in flight and a refused connection are both tried again on another endpoint.
+/// in flight is tried again on another endpoint, and a refused connection fails over to one
+/// within its try, costing no retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_retries_a_killed_endpoint_fails_no_request() {
     let trio = Trio::start(&[(
@@ -241,12 +266,17 @@ async fn with_retries_a_killed_endpoint_fails_no_request() {
         .weir
         .metric(r#"weir_retries_total{route="default/trio"}"#)
         .await;
+    let failovers = trio
+        .weir
+        .metric(r#"weir_upstream_connect_failovers_total{route="default/trio"}"#)
+        .await;
     let sent = trio.finish("retries", killed_at).await;
-    eprintln!("  {retries} retries");
+    eprintln!("  {retries} retries, {failovers} connect failovers");
     let failed = failures(&sent);
     assert!(failed.is_empty(), "{} requests failed", failed.len());
+    assert!(retries > 0.0, "the requests reset in flight were retried");
     assert!(
-        retries > 0.0,
-        "the killed endpoint was picked, and its tries retried"
+        failovers > 0.0,
+        "the killed endpoint was picked, and its refused connections failed over"
     );
 }

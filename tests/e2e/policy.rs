@@ -152,6 +152,17 @@ async fn connect_failures_and_resets_are_retried_as_the_rule_says() {
         assert_eq!(post.answered_by(), "good");
         assert_eq!(weir.get("reset.local", "/").await.answered_by(), "good");
     }
+    // A refused connection fails over to another endpoint within its try: no retry is spent.
+    assert!(
+        weir.metric(r#"weir_upstream_connect_failovers_total{route="default/refused"}"#)
+            .await
+            > 0.0
+    );
+    assert_eq!(
+        weir.metric(r#"weir_retries_total{route="default/refused"}"#)
+            .await,
+        0.0
+    );
     let statuses: BTreeSet<u16> = statuses_of(&weir, "strict.local", 6).await;
     assert!(
         statuses.contains(&502),

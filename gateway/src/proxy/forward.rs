@@ -192,10 +192,6 @@ pub fn tunnel(client: OnUpgrade, response: &mut Response<UpstreamBody>, route: A
 }
 
 /// Points the request at `target` and sends it, within `timeout` until the response headers.
-///
-/// HTTP/1.1 gets the URI in origin form (`/path?query`) and a Host; a request without one
-/// (HTTP/1.0) names the target, as the next hop expects one. HTTP/2 gets the host as the
-/// `:authority` of an absolute URI instead. The client's own HTTP version does not matter.
 pub async fn send(
     upstreams: &Upstreams,
     target: &Target,
@@ -203,6 +199,57 @@ pub async fn send(
     body: impl Into<RequestBody>,
     timeout: Option<Duration>,
 ) -> Result<Response<UpstreamBody>, Failure> {
+    point_at(&mut parts, target);
+    send_or_give_back(
+        upstreams,
+        target,
+        Request::from_parts(parts, body.into()),
+        timeout,
+    )
+    .await
+    .map_err(|failed| failed.failure)
+}
+
+/// A send that failed, with the request when none of it reached the upstream.
+pub struct SendFailure {
+    pub failure: Failure,
+    /// The request as it was pointed at the target, when not a byte of it was written.
+    pub unsent: Option<Box<Request<RequestBody>>>,
+}
+
+/// Sends a request already [pointed](point_at) at `target`, within `timeout` until the
+/// response headers; gives it back with the failure when none of it was written.
+pub async fn send_or_give_back(
+    upstreams: &Upstreams,
+    target: &Target,
+    request: Request<RequestBody>,
+    timeout: Option<Duration>,
+) -> Result<Response<UpstreamBody>, SendFailure> {
+    let forwarded = upstreams.send_or_give_back(target, request);
+    let result = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, forwarded).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(SendFailure {
+                    failure: Failure::Timeout,
+                    unsent: None,
+                });
+            }
+        },
+        None => forwarded.await,
+    };
+    result.map_err(|failed| SendFailure {
+        failure: Failure::from_upstream(failed.error),
+        unsent: failed.unsent,
+    })
+}
+
+/// Points the request at `target`, in the upstream's protocol.
+///
+/// HTTP/1.1 gets the URI in origin form (`/path?query`) and a Host; a request without one
+/// (HTTP/1.0) names the target, as the next hop expects one. HTTP/2 gets the host as the
+/// `:authority` of an absolute URI instead. The client's own HTTP version does not matter.
+pub fn point_at(parts: &mut Parts, target: &Target) {
     match target.protocol() {
         Protocol::Http1 => {
             if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
@@ -238,14 +285,24 @@ pub async fn send(
             parts.version = Version::HTTP_2;
         }
     }
-    let forwarded = upstreams.send(target, Request::from_parts(parts, body.into()));
-    let result = match timeout {
-        Some(limit) => tokio::time::timeout(limit, forwarded)
-            .await
-            .map_err(|_| Failure::Timeout)?,
-        None => forwarded.await,
-    };
-    result.map_err(Failure::from_upstream)
+}
+
+/// Points a request that was pointed at `from` (and never sent) at `to`, an endpoint of the
+/// same backend, so of the same protocol and TLS: only a host [`point_at`] took from `from`
+/// itself, for a request that named none, changes.
+pub fn repoint(request: &mut Request<RequestBody>, from: &Target, to: &Target) {
+    let (from, to) = (from.authority(), to.authority());
+    let host = request.headers().get(HOST);
+    if host.is_some_and(|host| host.as_bytes() == from.as_str().as_bytes())
+        && let Ok(authority) = HeaderValue::from_str(to.as_str())
+    {
+        request.headers_mut().insert(HOST, authority);
+    }
+    if request.uri().authority() == Some(from) {
+        let mut uri = std::mem::take(request.uri_mut()).into_parts();
+        uri.authority = Some(to.clone());
+        *request.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+    }
 }
 
 /// Removes the headers that belong to one connection, including those `Connection` names.

@@ -23,6 +23,7 @@
 //! phase is a plain function, inlined into `handle`: a rule with no filters and no policy pays
 //! for no phase it does not use.
 
+mod failover;
 mod failure;
 mod forward;
 pub mod normalize;
@@ -570,15 +571,19 @@ async fn forward<'r>(
     }
     let Some(retry) = &target.policy.retry else {
         // The common case: one try, the request moved rather than copied.
-        let tried = try_once(proxy, ctx, selected, parts, body, upgrade);
-        return match target.policy.timeouts.request {
-            Some(limit) => tokio::time::timeout(limit, tried)
-                .await
-                .unwrap_or(Err(Failure::Timeout)),
-            None => tried.await,
-        }
-        .map(|response| (response, selected))
-        .map_err(fail);
+        let pick_by = failover::PickBy { hash, earlier: &[] };
+        let tried = try_once(proxy, ctx, selected, pick_by, parts, body, upgrade);
+        let (outcome, answered) = match target.policy.timeouts.request {
+            Some(limit) => match tokio::time::timeout(limit, tried).await {
+                Ok(tried) => tried.answered(),
+                Err(_) => (Err(Failure::Timeout), selected),
+            },
+            None => tried.await.answered(),
+        };
+        return match outcome {
+            Ok(response) => Ok((response, answered)),
+            Err(failure) => Err((failure, Some(answered))),
+        };
     };
     // Boxed: the retry loop's state is the size of a try and more, which every request's
     // future would otherwise carry and move; a rule with retries pays one allocation.
@@ -621,7 +626,6 @@ async fn retry_loop<'r>(
     let mut tried: Vec<&Endpoint> = Vec::with_capacity(retry.attempts as usize + 1);
     let mut retries = 0;
     loop {
-        tried.push(selected.endpoint);
         let this_body = match recorded.as_ref().map(ReplayBody::try_clone) {
             None => RequestBody::empty(),
             Some(Some(handle)) => RequestBody::Replay(handle),
@@ -631,7 +635,27 @@ async fn retry_loop<'r>(
         if let Some(metrics) = metrics {
             metrics.upstream_attempts.inc();
         }
-        let outcome = try_once(proxy, ctx, selected, copy_parts(&parts), this_body, None).await;
+        // A connection that cannot be opened is failed over to another endpoint within the
+        // try, as without a policy: nothing was sent, so it costs neither an attempt nor the
+        // budget, and it is bounded per try. The policy's attempts count tries, so a refusing
+        // endpoint makes no more tries than a failing one, and each retry avoids every
+        // endpoint the earlier tries went to, failed-over ones included.
+        let this_try = try_once(
+            proxy,
+            ctx,
+            selected,
+            failover::PickBy {
+                hash,
+                earlier: &tried,
+            },
+            copy_parts(&parts),
+            this_body,
+            None,
+        )
+        .await;
+        tried.extend(this_try.endpoints.iter());
+        let (outcome, answered) = this_try.answered();
+        selected = answered;
         let classified = match &outcome {
             Ok(response) => TryOutcome::Status(response.status()),
             Err(Failure::Connect(_)) => TryOutcome::ConnectFailure,
@@ -689,15 +713,18 @@ fn copy_parts(parts: &Parts) -> Parts {
 }
 
 /// One try: the backend's filters, then the request goes to the endpoint within the try's
-/// timeout; the endpoint's health and load hear how it went.
-async fn try_once(
+/// timeout; the endpoint's health and load hear how it went. When the connection to the
+/// endpoint cannot be opened, the same request goes to another endpoint of the backend
+/// ([`failover`]), picked `pick_by`.
+async fn try_once<'r>(
     proxy: &Proxy,
-    ctx: &RequestCtx<'_>,
-    selected: Selected<'_>,
+    ctx: &RequestCtx<'r>,
+    selected: Selected<'r>,
+    pick_by: failover::PickBy<'_, 'r>,
     mut parts: Parts,
     body: RequestBody,
     upgrade: Option<HeaderValue>,
-) -> Result<Response<UpstreamBody>, Failure> {
+) -> Tried<'r> {
     let Selected { backend, endpoint } = selected;
     if !backend.filters.is_empty() {
         backend.filters.apply_request(&mut parts.headers);
@@ -713,44 +740,94 @@ async fn try_once(
         _ => None,
     };
     let in_flight = ctx.target.tracks_load.then(|| endpoint.load.start());
-    let outcome = forward::send(
+    forward::point_at(&mut parts, &endpoint.target);
+    let sent = forward::send_or_give_back(
         &proxy.upstreams,
         &endpoint.target,
-        parts,
-        body,
+        Request::from_parts(parts, body),
         ctx.target.policy.timeouts.backend_request,
     )
     .await;
-    if let Some(health) = &endpoint.health {
-        let failed = match &outcome {
-            Ok(response) => response.status().is_server_error(),
-            Err(Failure::Connect(_) | Failure::Upstream(_) | Failure::Timeout) => true,
-            Err(_) => false,
-        };
-        if !failed {
-            health.succeeded();
-        } else if let Some(ejected_for) =
-            health.failed(backend.endpoints.iter().filter_map(|e| e.health.as_deref()))
+    let (outcome, in_flight, endpoints) = match sent {
+        Err(forward::SendFailure {
+            failure,
+            unsent: Some(request),
+        }) => {
+            hear(ctx, selected, Err(&failure));
+            drop(in_flight);
+            // Boxed: the failure path's state stays out of every request's future.
+            let failed_over = Box::pin(failover::failover(
+                proxy, ctx, selected, pick_by, request, failure,
+            ))
+            .await;
+            (
+                failed_over.outcome,
+                failed_over.in_flight,
+                failed_over.endpoints,
+            )
+        }
+        sent => {
+            let outcome = sent.map_err(|failed| failed.failure);
+            hear(ctx, selected, outcome.as_ref());
+            (outcome, in_flight, failover::Endpoints::one(selected))
+        }
+    };
+    let outcome = outcome.map(|mut response| {
+        if let Some(in_flight) = in_flight {
+            response.body_mut().hold(in_flight);
+        }
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
         {
-            if let Some(metrics) = &ctx.target.policy_metrics {
-                metrics.ejections.inc();
+            forward::tunnel(client_upgrade, &mut response, ctx.target.route.clone());
+            if extended_connect {
+                forward::answer_extended_connect(&mut response);
             }
-            tracing::warn!(route = %ctx.target.route, rule = ctx.target.rule_index, service = %backend.service, upstream = %endpoint.target, ?ejected_for, "endpoint ejected by outlier detection");
         }
+        response
+    });
+    Tried { outcome, endpoints }
+}
+
+/// How one try went, and the endpoints it went to, in order: the last one's is the outcome.
+struct Tried<'r> {
+    outcome: Result<Response<UpstreamBody>, Failure>,
+    endpoints: failover::Endpoints<'r>,
+}
+
+impl<'r> Tried<'r> {
+    /// The outcome, and the endpoint it came from.
+    fn answered(self) -> (Result<Response<UpstreamBody>, Failure>, Selected<'r>) {
+        (self.outcome, self.endpoints.last())
     }
-    let mut response = outcome?;
-    if let Some(in_flight) = in_flight {
-        response.body_mut().hold(in_flight);
-    }
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = client_upgrade
+}
+
+/// The endpoint's health (under outlier detection) hears how a send to it went: a 5xx, a
+/// failed connection, a reset or a timeout is a failure.
+fn hear(
+    ctx: &RequestCtx<'_>,
+    selected: Selected<'_>,
+    outcome: Result<&Response<UpstreamBody>, &Failure>,
+) {
+    let Selected { backend, endpoint } = selected;
+    let Some(health) = &endpoint.health else {
+        return;
+    };
+    let failed = match outcome {
+        Ok(response) => response.status().is_server_error(),
+        Err(Failure::Connect(_) | Failure::Upstream(_) | Failure::Timeout) => true,
+        Err(_) => false,
+    };
+    if !failed {
+        health.succeeded();
+    } else if let Some(ejected_for) =
+        health.failed(backend.endpoints.iter().filter_map(|e| e.health.as_deref()))
     {
-        forward::tunnel(client_upgrade, &mut response, ctx.target.route.clone());
-        if extended_connect {
-            forward::answer_extended_connect(&mut response);
+        if let Some(metrics) = &ctx.target.policy_metrics {
+            metrics.ejections.inc();
         }
+        tracing::warn!(route = %ctx.target.route, rule = ctx.target.rule_index, service = %backend.service, upstream = %endpoint.target, ?ejected_for, "endpoint ejected by outlier detection");
     }
-    Ok(response)
 }
 
 /// Sends the mirrors of the rule their copies, and gives back the body to forward. A body is

@@ -15,6 +15,11 @@ use crate::{metrics::Metrics, table::TableCompiler};
 /// A table with route `r` for host `h`, prefix `/`, whose rule has `filters` and sends to
 /// `endpoints` (none: no ready endpoint).
 fn table(filters: Vec<Filter>, endpoints: &[u16]) -> RoutingTable {
+    counted_table(&Metrics::default(), filters, endpoints)
+}
+
+/// [`table`], counted in `metrics`.
+fn counted_table(metrics: &Metrics, filters: Vec<Filter>, endpoints: &[u16]) -> RoutingTable {
     let rule = Rule {
         matches: vec![RouteMatch {
             path: PathMatch::Prefix("/".into()),
@@ -49,7 +54,7 @@ fn table(filters: Vec<Filter>, endpoints: &[u16]) -> RoutingTable {
         })],
         ..Snapshot::default()
     };
-    TableCompiler::new(Metrics::default()).compile(Arc::new(snapshot), None)
+    TableCompiler::new(metrics.clone()).compile(Arc::new(snapshot), None)
 }
 
 fn request(host: &str, path: &str) -> Request<()> {
@@ -298,6 +303,43 @@ fn a_retry_never_goes_to_the_invalid_backend() {
     }
 }
 
+/// A proxy serving `table` behind a loopback HTTP/1.1 server (so that requests arrive with
+/// `Incoming` bodies, as from a client), and a keep-alive connection to it.
+async fn front(
+    table: RoutingTable,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>> {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let proxy = Arc::new(Proxy::new(
+        Arc::new(ArcSwap::from_pointee(table)),
+        ProxySettings::default(),
+    ));
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_address = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, client) = front.accept().await.unwrap();
+        let peer = Peer::new(client, false);
+        let service = service_fn(move |request| {
+            let (proxy, peer) = (proxy.clone(), peer.clone());
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    proxy.handle(request, &peer, &RouteScope::CommandLine).await,
+                )
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let stream = tokio::net::TcpStream::connect(front_address).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
 #[tokio::test]
 async fn handle_runs_the_phases_end_to_end_against_a_real_backend() {
     use hyper::service::service_fn;
@@ -318,34 +360,7 @@ async fn handle_runs_the_phases_end_to_end_against_a_real_backend() {
             .serve_connection(TokioIo::new(stream), service)
             .await;
     });
-    let proxy = Arc::new(Proxy::new(
-        Arc::new(ArcSwap::from_pointee(table(Vec::new(), &[port]))),
-        ProxySettings::default(),
-    ));
-
-    // The proxy behind a loopback server, so that requests arrive with `Incoming` bodies.
-    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let front_address = front.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (stream, client) = front.accept().await.unwrap();
-        let peer = Peer::new(client, false);
-        let service = service_fn(move |request| {
-            let (proxy, peer) = (proxy.clone(), peer.clone());
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    proxy.handle(request, &peer, &RouteScope::CommandLine).await,
-                )
-            }
-        });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
-    });
-    let stream = tokio::net::TcpStream::connect(front_address).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut sender = front(table(Vec::new(), &[port])).await;
     let ask = |host: &'static str| {
         Request::builder()
             .method(Method::GET)
@@ -386,4 +401,120 @@ fn forwarded_for_writes_the_extremes_and_ipv6() {
     }
     let peer = Peer::new("[2001:db8::1]:443".parse().unwrap(), true);
     assert_eq!(peer.forwarded_for(), "2001:db8::1");
+}
+
+/// Connect failover: a request whose connection cannot be opened goes to another endpoint.
+mod failover {
+    use super::*;
+
+    /// A port nothing listens on: connecting to it is refused.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A backend answering every request 200 `live`.
+    async fn live_backend() -> u16 {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = service_fn(|_request: Request<Incoming>| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"live"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        port
+    }
+
+    fn ask(grpc: bool) -> Request<http_body_util::Empty<Bytes>> {
+        let mut request = Request::post("/").header(HOST, "h");
+        if grpc {
+            request = request.header(CONTENT_TYPE, "application/grpc");
+        }
+        request.body(http_body_util::Empty::new()).unwrap()
+    }
+
+    /// The route's connect failovers so far.
+    fn failovers(metrics: &Metrics) -> u64 {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("weir");
+        metrics.register(&mut registry);
+        let text = crate::metrics::encode_registry(&registry);
+        let series = r#"weir_upstream_connect_failovers_total{route="default/r"} "#;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_closed_endpoint_goes_to_the_live_one_without_a_policy() {
+        let metrics = Metrics::default();
+        let table = counted_table(&metrics, Vec::new(), &[closed_port(), live_backend().await]);
+        let mut client = front(table).await;
+        for i in 0..20 {
+            let response = client.send_request(ask(false)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "request {i}");
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            assert_eq!(body, "live", "request {i}");
+        }
+        // Round-robin picks the closed endpoint for every other request.
+        assert_eq!(failovers(&metrics), 10);
+    }
+
+    #[tokio::test]
+    async fn with_every_endpoint_closed_each_is_tried_once_and_the_answer_is_502() {
+        let metrics = Metrics::default();
+        let table = counted_table(&metrics, Vec::new(), &[closed_port(), closed_port()]);
+        let mut client = front(table).await;
+        for i in 0..5 {
+            let response = client.send_request(ask(false)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "request {i}");
+        }
+        // One failover each: the other endpoint, and never the refused one again.
+        assert_eq!(failovers(&metrics), 5);
+
+        let grpc = client.send_request(ask(true)).await.unwrap();
+        assert_eq!(
+            grpc.status(),
+            StatusCode::OK,
+            "gRPC failures are trailers-only"
+        );
+        assert_eq!(grpc.headers()["grpc-status"], "14", "UNAVAILABLE");
+        assert_eq!(failovers(&metrics), 6);
+    }
+
+    #[tokio::test]
+    async fn a_backend_of_closed_endpoints_costs_a_request_at_most_three_connects() {
+        let metrics = Metrics::default();
+        let closed: Vec<u16> = (0..5).map(|_| closed_port()).collect();
+        let table = counted_table(&metrics, Vec::new(), &closed);
+        let mut client = front(table).await;
+        for i in 0..4 {
+            let response = client.send_request(ask(false)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "request {i}");
+        }
+        assert_eq!(
+            failovers(&metrics),
+            4 * super::super::failover::MORE_ENDPOINTS as u64
+        );
+    }
 }

@@ -24,19 +24,22 @@ use http::{Request, Response};
 use hyper::{body::Incoming, client::conn::http1};
 use hyper_util::rt::TokioIo;
 
-use super::{PoolSettings, RequestBody, Target, TargetKey, UpstreamBody, UpstreamError, connect};
+use super::{
+    PoolSettings, RequestBody, SendError, Target, TargetKey, UpstreamBody, UpstreamError, connect,
+};
 
 /// How many returns a thread's pool takes between sweeps for expired connections.
 pub const SWEEP_EVERY: u32 = 1024;
 
 type Sender = http1::SendRequest<RequestBody>;
 
-/// Sends `request` over a pooled or new connection to `target`.
+/// Sends `request` over a pooled or new connection to `target`; gives it back with the error
+/// when the new connection cannot be opened, or closes before the request is written.
 pub(super) async fn send(
     settings: &PoolSettings,
     target: &Target,
     mut request: Request<RequestBody>,
-) -> Result<Response<UpstreamBody>, UpstreamError> {
+) -> Result<Response<UpstreamBody>, SendError> {
     while let Some(mut sender) = checkout(target.key(), settings.idle_timeout) {
         // Waits for the end of the connection's previous exchange, or learns it closed.
         if sender.ready().await.is_err() {
@@ -53,9 +56,17 @@ pub(super) async fn send(
     }
     // Boxed: opening is rare beside reusing, and its state would otherwise make every
     // request's future (moved whole at each await above it) over a kilobyte larger.
-    let mut sender = Box::pin(open(target, settings)).await?;
-    let response = sender.send_request(request).await?;
-    Ok(pooled(response, sender, target, *settings))
+    let mut sender = match Box::pin(open(target, settings)).await {
+        Ok(sender) => sender,
+        Err(error) => return Err(SendError::unsent(error, request)),
+    };
+    match sender.try_send_request(request).await {
+        Ok(response) => Ok(pooled(response, sender, target, *settings)),
+        Err(mut error) => match error.take_message() {
+            Some(unsent) => Err(SendError::unsent(error.into_error(), unsent)),
+            None => Err(error.into_error().into()),
+        },
+    }
 }
 
 async fn open(target: &Target, settings: &PoolSettings) -> Result<Sender, UpstreamError> {

@@ -11,7 +11,9 @@ use http::{Request, Response};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::{PoolSettings, RequestBody, Target, TargetKey, UpstreamBody, UpstreamError, connect};
+use super::{
+    PoolSettings, RequestBody, SendError, Target, TargetKey, UpstreamBody, UpstreamError, connect,
+};
 
 type Sender = http2::SendRequest<RequestBody>;
 
@@ -24,12 +26,13 @@ thread_local! {
         RefCell::default();
 }
 
-/// Sends `request` (absolute URI, HTTP/2) over the thread's connection to `target`.
+/// Sends `request` (absolute URI, HTTP/2) over the thread's connection to `target`; gives it
+/// back with the error when a connection cannot be opened, or was not ready for it.
 pub(super) async fn send(
     settings: &PoolSettings,
     target: &Target,
     request: Request<RequestBody>,
-) -> Result<Response<UpstreamBody>, UpstreamError> {
+) -> Result<Response<UpstreamBody>, SendError> {
     let pooled = CONNECTIONS.with(|connections| {
         let mut connections = connections.borrow_mut();
         match connections.get(target.key()) {
@@ -45,7 +48,10 @@ pub(super) async fn send(
         Some(sender) => sender,
         None => {
             // Boxed, as for HTTP/1.1: opening is rare, and its state is large.
-            let sender = Box::pin(open(target, settings)).await?;
+            let sender = match Box::pin(open(target, settings)).await {
+                Ok(sender) => sender,
+                Err(error) => return Err(SendError::unsent(error, request)),
+            };
             CONNECTIONS.with(|connections| {
                 connections
                     .borrow_mut()
@@ -54,8 +60,13 @@ pub(super) async fn send(
             sender
         }
     };
-    let response = sender.send_request(request).await?;
-    Ok(response.map(|body| UpstreamBody::new(body, None)))
+    match sender.try_send_request(request).await {
+        Ok(response) => Ok(response.map(|body| UpstreamBody::new(body, None))),
+        Err(mut error) => match error.take_message() {
+            Some(unsent) => Err(SendError::unsent(error.into_error(), unsent)),
+            None => Err(error.into_error().into()),
+        },
+    }
 }
 
 async fn open(target: &Target, settings: &PoolSettings) -> Result<Sender, UpstreamError> {

@@ -175,6 +175,41 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
+/// A send that failed, with the request given back when not a byte of it reached the
+/// upstream (the connection could not be opened, or closed before the request was written):
+/// such a request can go to another endpoint as it is.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: UpstreamError,
+    /// Boxed: it is only there on the failure path, and the result of every send would
+    /// otherwise be a whole request larger.
+    pub unsent: Option<Box<Request<RequestBody>>>,
+}
+
+impl SendError {
+    fn unsent(error: impl Into<UpstreamError>, request: Request<RequestBody>) -> Self {
+        Self {
+            error: error.into(),
+            unsent: Some(Box::new(request)),
+        }
+    }
+}
+
+impl From<UpstreamError> for SendError {
+    fn from(error: UpstreamError) -> Self {
+        Self {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+impl From<hyper::Error> for SendError {
+    fn from(error: hyper::Error) -> Self {
+        UpstreamError::from(error).into()
+    }
+}
+
 impl UpstreamError {
     /// Whether the endpoint could not be reached at all (nothing was sent).
     pub fn is_connect(&self) -> bool {
@@ -216,7 +251,18 @@ impl Upstreams {
         target: &Target,
         request: Request<B>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let request = request.map(Into::into);
+        self.send_or_give_back(target, request.map(Into::into))
+            .await
+            .map_err(|failed| failed.error)
+    }
+
+    /// Sends `request` as [`send`](Self::send) does, but gives it back with the error when
+    /// none of it was written, so that the caller can send it elsewhere.
+    pub async fn send_or_give_back(
+        &self,
+        target: &Target,
+        request: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         match target.key.protocol {
             Protocol::Http1 => h1::send(&self.settings, target, request).await,
             Protocol::Http2 => h2::send(&self.settings, target, request).await,
