@@ -320,7 +320,9 @@ impl Worker {
             scope,
             permit,
         };
-        self.tracker.spawn(connection.serve(stream, stop));
+        // Boxed before it is spawned: spawning moves a future several times on its way into
+        // the task, and a connection's is kilobytes; a box is moved as a pointer.
+        self.tracker.spawn(Box::pin(connection.serve(stream, stop)));
     }
 }
 
