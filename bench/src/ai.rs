@@ -888,7 +888,7 @@ fn wait_ready(
 
 /// The working tree's commit, marked when tracked files outside `bench/` and BENCHMARKS.md
 /// differ from it (a build of the working tree is then not that commit).
-fn working_tree_commit() -> Option<String> {
+pub(crate) fn working_tree_commit() -> Option<String> {
     let commit = system::command_line("git", &["rev-parse", "--short", "HEAD"])?;
     let clean = Command::new("git")
         .args([
