@@ -454,12 +454,14 @@ fn soak(
         std::thread::spawn(move || {
             let mut next = Instant::now() + every;
             while !shared.stop.load(Ordering::Relaxed) {
-                // The sleep paces the changes; nothing waits on it.
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                next += every;
-                if shared.stop.load(Ordering::Relaxed) {
-                    break;
+                // The sleep paces the changes, in short steps so that the end of the soak
+                // does not wait for the next change.
+                let left = next.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    std::thread::sleep(left.min(Duration::from_millis(100)));
+                    continue;
                 }
+                next += every;
                 match config.change() {
                     Ok(_) => {
                         changes.fetch_add(1, Ordering::Relaxed);
