@@ -1282,13 +1282,9 @@ impl Summary {
         );
         let _ = writeln!(
             md,
-            "- Machine: {}, {} cores, {} GiB, {} ({}); CPUs {} busy over the 3 s before the \
-             run, load average {:.2} before, {:.2} after (the benchmark's own processes count in it)",
-            text(&h.machine["cpu"]),
-            h.machine["cores"],
-            h.machine["memory_gib"],
-            text(&h.machine["kernel"]),
-            text(&h.machine["os"]),
+            "- Machine: {}; CPUs {} busy over the 3 s before the run, load average {:.2} \
+             before, {:.2} after (the benchmark's own processes count in it)",
+            system::describe_machine(&h.machine),
             h.busy_before,
             h.load_before,
             h.load_after

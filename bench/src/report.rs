@@ -706,15 +706,7 @@ impl Summary {
              load average {:.2} before, {:.2} after (the benchmark's own processes count in it)",
             h.busy_before, h.load_before, h.load_after
         );
-        let _ = writeln!(
-            md,
-            "- Machine: {}, {} cores, {} GiB, {} ({})",
-            text(&h.machine["cpu"]),
-            h.machine["cores"],
-            h.machine["memory_gib"],
-            text(&h.machine["kernel"]),
-            text(&h.machine["os"])
-        );
+        let _ = writeln!(md, "- Machine: {}", system::describe_machine(&h.machine));
         let _ = writeln!(
             md,
             "- Versions: {} (commit {}), {}, {}, {}, {}; {}",

@@ -346,7 +346,7 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<bool, String> {
             ));
         }
     }
-    let oha = which("oha");
+    let oha = crate::which("oha");
     let work = std::env::temp_dir().join(format!("weir-soak.{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let result = soak(&settings, &weir, &echo, oha, &work);
@@ -356,14 +356,6 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<bool, String> {
         eprintln!("weir-bench soak: logs kept in {}", work.display());
     }
     result
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
 }
 
 fn soak(
@@ -389,8 +381,11 @@ fn soak(
     }
     let connections: u32 = mix.iter().map(|s| s.clients).sum();
 
-    let echo_a = start_echo(echo_binary, "a", work)?;
-    let echo_b = start_echo(echo_binary, "b", work)?;
+    let echo = |name: &str| {
+        let log = work.join(format!("echo-{name}.log"));
+        servers::start_echo(echo_binary, None, name, 1, &log)
+    };
+    let (echo_a, echo_b) = (echo("a")?, echo("b")?);
     let ws = websocket::EchoServer::start()?;
     let certificates = [
         tls::Certificate::generate(&work.join("tls-a"))?,
@@ -547,26 +542,6 @@ fn soak(
     Ok(summary.verdict.passed)
 }
 
-/// One weir-echo, on a port of its own, its log in `work`.
-fn start_echo(echo: &Path, name: &str, work: &Path) -> Result<Running, String> {
-    let log = work.join(format!("echo-{name}.log"));
-    let mut child = Command::new(echo)
-        .args(["--listen", "127.0.0.1:0", "--name", name, "--threads", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(servers::file(&log)?)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", echo.display()))?;
-    let port = servers::listening_port(&mut child, "the backend")?;
-    Ok(Running {
-        child,
-        port,
-        h2c_port: port,
-        tls_port: None,
-        log,
-    })
-}
-
 /// Weir, standalone on `config`, with a plain and a TLS listener and its admin port.
 fn start_weir(weir: &Path, config: &Path, work: &Path) -> Result<(Running, u16), String> {
     let port = free_port().map_err(|e| e.to_string())?;
@@ -720,6 +695,15 @@ fn round(value: f64, digits: i32) -> f64 {
 }
 
 impl Summary {
+    /// `churn 199, endpoints 66, …`
+    fn changes_by_kind(&self) -> String {
+        self.change_counts
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn last_under_load(&self) -> &Sample {
         self.samples
             .iter()
@@ -756,11 +740,7 @@ impl Summary {
             "   config changes: {} ({}); table generation {} → {}; certificates served to new \
              TLS connections: {}",
             last.changes,
-            self.change_counts
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            self.changes_by_kind(),
             self.samples[0].metrics.table_generation.unwrap_or(0),
             last.metrics.table_generation.unwrap_or(0),
             self.certificates_seen
@@ -930,13 +910,9 @@ impl Summary {
         );
         let _ = writeln!(
             md,
-            "- Machine: {}, {} cores, {} GiB, {} ({}); load average {:.2} before, {:.2} after \
-             (other work was running on the machine; a soak looks for leaks, not speed)",
-            text(&h.machine["cpu"]),
-            h.machine["cores"],
-            h.machine["memory_gib"],
-            text(&h.machine["kernel"]),
-            text(&h.machine["os"]),
+            "- Machine: {}; load average {:.2} before, {:.2} after (other work was running on \
+             the machine; a soak looks for leaks, not speed)",
+            system::describe_machine(&h.machine),
             h.load_before,
             h.load_after
         );
@@ -986,11 +962,7 @@ impl Summary {
              certificates served to new TLS connections; metric series {} → {}.",
             last.changes,
             last.t,
-            self.change_counts
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            self.changes_by_kind(),
             self.samples[0].metrics.table_generation.unwrap_or(0),
             last.metrics.table_generation.unwrap_or(0),
             self.certificates_seen,
