@@ -1249,23 +1249,7 @@ impl Summary {
 
     /// Replaces the section between the page's `bench:ai` markers with this run.
     fn update_markdown(&self, page: &Path, json: &Path) -> Result<(), String> {
-        const BEGIN: &str = "<!-- bench:ai:begin -->";
-        const END: &str = "<!-- bench:ai:end -->";
-        let text = std::fs::read_to_string(page).map_err(|e| format!("{}: {e}", page.display()))?;
-        let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
-            return Err(format!("{} has no {BEGIN} … {END} section", page.display()));
-        };
-        let base = std::fs::canonicalize(page)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
-        let json_link = std::fs::canonicalize(json)
-            .ok()
-            .and_then(|p| p.strip_prefix(&base).ok().map(|r| r.display().to_string()))
-            .unwrap_or_else(|| json.display().to_string());
-        let section = self.markdown(&json_link);
-        let updated = format!("{}{BEGIN}\n{section}{}", &text[..begin], &text[end..]);
-        std::fs::write(page, updated).map_err(|e| format!("{}: {e}", page.display()))
+        crate::report::replace_section(page, "ai", |relative| self.markdown(&relative(json)))
     }
 
     fn markdown(&self, json_link: &str) -> String {

@@ -874,25 +874,9 @@ impl Summary {
 
     /// Replaces the section between the page's `bench:soak` markers with this run.
     fn update_markdown(&self, page: &Path, json: &Path, chart: &Path) -> Result<(), String> {
-        const BEGIN: &str = "<!-- bench:soak:begin -->";
-        const END: &str = "<!-- bench:soak:end -->";
-        let text = std::fs::read_to_string(page).map_err(|e| format!("{}: {e}", page.display()))?;
-        let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
-            return Err(format!("{} has no {BEGIN} … {END} section", page.display()));
-        };
-        let base = std::fs::canonicalize(page)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
-        let link = |path: &Path| {
-            std::fs::canonicalize(path)
-                .ok()
-                .and_then(|p| p.strip_prefix(&base).ok().map(|r| r.display().to_string()))
-                .unwrap_or_else(|| path.display().to_string())
-        };
-        let section = self.markdown(&link(json), &link(chart));
-        let updated = format!("{}{BEGIN}\n{section}{}", &text[..begin], &text[end..]);
-        std::fs::write(page, updated).map_err(|e| format!("{}: {e}", page.display()))
+        crate::report::replace_section(page, "soak", |relative| {
+            self.markdown(&relative(json), &relative(chart))
+        })
     }
 
     fn markdown(&self, json: &str, chart: &str) -> String {
