@@ -888,7 +888,7 @@ fn wait_ready(
 
 /// The working tree's commit, marked when tracked files outside `bench/` and BENCHMARKS.md
 /// differ from it (a build of the working tree is then not that commit).
-fn working_tree_commit() -> Option<String> {
+pub(crate) fn working_tree_commit() -> Option<String> {
     let commit = system::command_line("git", &["rev-parse", "--short", "HEAD"])?;
     let clean = Command::new("git")
         .args([
@@ -1249,23 +1249,7 @@ impl Summary {
 
     /// Replaces the section between the page's `bench:ai` markers with this run.
     fn update_markdown(&self, page: &Path, json: &Path) -> Result<(), String> {
-        const BEGIN: &str = "<!-- bench:ai:begin -->";
-        const END: &str = "<!-- bench:ai:end -->";
-        let text = std::fs::read_to_string(page).map_err(|e| format!("{}: {e}", page.display()))?;
-        let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
-            return Err(format!("{} has no {BEGIN} … {END} section", page.display()));
-        };
-        let base = std::fs::canonicalize(page)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
-        let json_link = std::fs::canonicalize(json)
-            .ok()
-            .and_then(|p| p.strip_prefix(&base).ok().map(|r| r.display().to_string()))
-            .unwrap_or_else(|| json.display().to_string());
-        let section = self.markdown(&json_link);
-        let updated = format!("{}{BEGIN}\n{section}{}", &text[..begin], &text[end..]);
-        std::fs::write(page, updated).map_err(|e| format!("{}: {e}", page.display()))
+        crate::report::replace_section(page, "ai", |relative| self.markdown(&relative(json)))
     }
 
     fn markdown(&self, json_link: &str) -> String {
@@ -1282,13 +1266,9 @@ impl Summary {
         );
         let _ = writeln!(
             md,
-            "- Machine: {}, {} cores, {} GiB, {} ({}); CPUs {} busy over the 3 s before the \
-             run, load average {:.2} before, {:.2} after (the benchmark's own processes count in it)",
-            text(&h.machine["cpu"]),
-            h.machine["cores"],
-            h.machine["memory_gib"],
-            text(&h.machine["kernel"]),
-            text(&h.machine["os"]),
+            "- Machine: {}; CPUs {} busy over the 3 s before the run, load average {:.2} \
+             before, {:.2} after (the benchmark's own processes count in it)",
+            system::describe_machine(&h.machine),
             h.busy_before,
             h.load_before,
             h.load_after

@@ -18,7 +18,8 @@
 //!
 //! A plain blocking client on std's sockets with its own response parser, as
 //! `weir-bench handshakes` is (tls.rs): it spends far less CPU per request than a general
-//! client would, and the load generator shares CPU 0 with the mock provider.
+//! client would, and the load generator shares CPU 0 with the mock provider. The soak's
+//! HTTP/1.1 clients (soak_load.rs) are this [`Connection`] too, over TLS for its HTTPS load.
 //!
 //! Prints one JSON line: `ok`, `errors`, `first_error`, `duration_us`, in µs `p50`, `p99`,
 //! `p999` (latency for whole answers, time to first token for streams) and `total_p50`,
@@ -32,6 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rustls::{ClientConfig, ClientConnection, StreamOwned, pki_types::ServerName};
 use serde_json::{Value, json};
 
 use crate::servers::HOST;
@@ -135,10 +137,45 @@ impl Events {
     }
 }
 
+/// What a [`Connection`] speaks over: plain TCP, or TLS naming the bench host (SNI).
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.read(buf),
+            Transport::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.write(buf),
+            Transport::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.flush(),
+            Transport::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
 /// One keep-alive connection to the target, opened again when the server closes it.
 pub struct Connection {
     port: u16,
-    stream: Option<TcpStream>,
+    /// TLS to the target with this configuration, naming the bench host; plain TCP without.
+    tls: Option<Arc<ClientConfig>>,
+    stream: Option<Transport>,
+    /// The certificate the server presented on the current connection (TLS only).
+    peer_certificate: Option<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
     /// When the last read returned: the time the bytes it brought arrived.
@@ -149,11 +186,32 @@ impl Connection {
     pub fn new(port: u16) -> Self {
         Self {
             port,
+            tls: None,
             stream: None,
+            peer_certificate: None,
             buf: Vec::with_capacity(64 * 1024),
             pos: 0,
             last_read: Instant::now(),
         }
+    }
+
+    /// A connection over TLS with `config`, naming the bench host.
+    pub fn tls(port: u16, config: Arc<ClientConfig>) -> Self {
+        Self {
+            tls: Some(config),
+            ..Self::new(port)
+        }
+    }
+
+    /// Closes the connection; the next exchange opens a new one.
+    pub fn close(&mut self) {
+        self.stream = None;
+    }
+
+    /// The end-entity certificate (DER) the server presented on the current connection,
+    /// once a request went over it; `None` over plain TCP.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.peer_certificate.as_deref()
     }
 
     /// Sends `request` and reads the whole answer. With `collect`, keeps its content.
@@ -176,22 +234,40 @@ impl Connection {
         stream: bool,
         collect: bool,
     ) -> Result<Answer, String> {
-        if self.stream.is_none() {
+        let connected = self.stream.is_none();
+        if connected {
             let tcp = TcpStream::connect(("127.0.0.1", self.port))
                 .map_err(|e| format!("connect: {e}"))?;
             let _ = tcp.set_nodelay(true);
             tcp.set_read_timeout(Some(READ_TIMEOUT))
                 .map_err(|e| e.to_string())?;
-            self.stream = Some(tcp);
+            self.stream = Some(match &self.tls {
+                None => Transport::Plain(tcp),
+                Some(config) => {
+                    let name = ServerName::try_from(HOST).expect("the bench host is a DNS name");
+                    let tls = ClientConnection::new(config.clone(), name)
+                        .map_err(|e| format!("TLS client: {e}"))?;
+                    Transport::Tls(Box::new(StreamOwned::new(tls, tcp)))
+                }
+            });
+            self.peer_certificate = None;
             self.buf.clear();
             self.pos = 0;
         }
         let began = Instant::now();
-        self.stream
-            .as_mut()
-            .expect("connected above")
+        let transport = self.stream.as_mut().expect("connected above");
+        // Over TLS, rustls completes the handshake before it writes.
+        transport
             .write_all(request)
+            .and_then(|()| transport.flush())
             .map_err(|e| format!("write: {e}"))?;
+        if connected && let Transport::Tls(tls) = transport {
+            self.peer_certificate = tls
+                .conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| leaf.to_vec());
+        }
 
         let head = self.read_head()?;
         let mut events = Events {

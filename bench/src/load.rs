@@ -316,7 +316,7 @@ fn parse_handshakes(stdout: &[u8]) -> Result<Measured, String> {
     })
 }
 
-fn parse_oha(stdout: &[u8]) -> Result<Measured, String> {
+pub fn parse_oha(stdout: &[u8]) -> Result<Measured, String> {
     let report: serde_json::Value =
         serde_json::from_slice(stdout).map_err(|e| format!("oha's JSON: {e}"))?;
     let mut ok = 0;

@@ -12,7 +12,9 @@
 //! scenarios run (tls.rs); `weir-bench profile …` profiles one scenario (profile.rs).
 //! `weir-bench ai …` is the AI gateway benchmark, Weir beside LiteLLM's proxy in front of the
 //! same mock provider (ai.rs, run by `bench/ai`), and `weir-bench ai-load …` its load
-//! generator (ai_load.rs).
+//! generator (ai_load.rs). `weir-bench soak …` is the soak, Weir under a mixed load for
+//! minutes while its configuration changes, its memory and file descriptors sampled (soak.rs,
+//! run by `bench/soak`), and `weir-bench soak-chart …` draws a soak's chart again.
 
 mod ai;
 mod ai_load;
@@ -20,8 +22,13 @@ mod load;
 mod profile;
 mod report;
 mod servers;
+mod soak;
+mod soak_chart;
+mod soak_config;
+mod soak_load;
 mod system;
 mod tls;
+mod websocket;
 
 use std::{
     path::{Path, PathBuf},
@@ -327,6 +334,31 @@ fn parse_args() -> Result<Settings, String> {
 
 fn main() -> ExitCode {
     let first = std::env::args().nth(1);
+    match first.as_deref() {
+        Some("soak") => {
+            return match soak::run(std::env::args().skip(2)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("weir-bench soak: not flat, or requests failed (see above)");
+                    ExitCode::FAILURE
+                }
+                Err(message) => {
+                    eprintln!("weir-bench soak: {message}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some("soak-chart") => {
+            return match soak_chart::run(std::env::args().skip(2)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("weir-bench soak-chart: {message}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     if let Some(name) = first.as_deref().filter(|n| ["ai", "ai-load"].contains(n)) {
         let args = std::env::args().skip(2);
         let result = match name {

@@ -128,6 +128,52 @@ pub fn busy_before() -> String {
         .join(" / ")
 }
 
+/// Replaces what stands between the page's `<!-- bench:NAME:begin -->` and
+/// `<!-- bench:NAME:end -->` markers with the section `make` writes; `make` is given a function
+/// that turns a path into a link relative to the page (the path need not exist yet: a chart
+/// is drawn after its page is written).
+pub fn replace_section(
+    page: &Path,
+    name: &str,
+    make: impl FnOnce(&dyn Fn(&Path) -> String) -> String,
+) -> Result<(), String> {
+    let (begin_marker, end_marker) = (
+        format!("<!-- bench:{name}:begin -->"),
+        format!("<!-- bench:{name}:end -->"),
+    );
+    let text = std::fs::read_to_string(page).map_err(|e| format!("{}: {e}", page.display()))?;
+    let (Some(begin), Some(end)) = (text.find(&begin_marker), text.find(&end_marker)) else {
+        return Err(format!(
+            "{} has no {begin_marker} … {end_marker} section",
+            page.display()
+        ));
+    };
+    let absolute = |p: &Path| {
+        let dir = match p.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::canonicalize(dir)
+            .map(|dir| dir.join(p.file_name().unwrap_or_default()))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let base = absolute(page);
+    let base = base.parent().unwrap_or(Path::new("/"));
+    let relative = |p: &Path| {
+        absolute(p)
+            .strip_prefix(base)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
+    };
+    let section = make(&relative);
+    let updated = format!(
+        "{}{begin_marker}\n{section}{}",
+        &text[..begin],
+        &text[end..]
+    );
+    std::fs::write(page, updated).map_err(|e| format!("{}: {e}", page.display()))
+}
+
 pub struct Summary {
     pub header: Header,
     pub scenarios: Vec<ScenarioResult>,
@@ -659,33 +705,9 @@ impl Summary {
 
     /// Replaces the results section of the page (between its markers) with this run.
     pub fn update_markdown(&self, page: &Path, paths: &Paths) -> Result<(), String> {
-        const BEGIN: &str = "<!-- bench:results:begin -->";
-        const END: &str = "<!-- bench:results:end -->";
-        let text = std::fs::read_to_string(page).map_err(|e| format!("{}: {e}", page.display()))?;
-        let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
-            return Err(format!("{} has no {BEGIN} … {END} section", page.display()));
-        };
-        // Links relative to the page; the chart does not exist yet, so its directory is resolved.
-        let absolute = |p: &Path| {
-            let dir = match p.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            std::fs::canonicalize(dir)
-                .map(|dir| dir.join(p.file_name().unwrap_or_default()))
-                .unwrap_or_else(|_| p.to_path_buf())
-        };
-        let base = absolute(page);
-        let base = base.parent().unwrap_or(Path::new("/"));
-        let relative = |p: &Path| {
-            absolute(p)
-                .strip_prefix(base)
-                .map(|r| r.display().to_string())
-                .unwrap_or_else(|_| p.display().to_string())
-        };
-        let section = self.markdown(&relative(&paths.json), &relative(&paths.chart));
-        let updated = format!("{}{BEGIN}\n{section}{}", &text[..begin], &text[end..]);
-        std::fs::write(page, updated).map_err(|e| format!("{}: {e}", page.display()))
+        replace_section(page, "results", |relative| {
+            self.markdown(&relative(&paths.json), &relative(&paths.chart))
+        })
     }
 
     fn markdown(&self, json_path: &str, chart_path: &str) -> String {
@@ -706,15 +728,7 @@ impl Summary {
              load average {:.2} before, {:.2} after (the benchmark's own processes count in it)",
             h.busy_before, h.load_before, h.load_after
         );
-        let _ = writeln!(
-            md,
-            "- Machine: {}, {} cores, {} GiB, {} ({})",
-            text(&h.machine["cpu"]),
-            h.machine["cores"],
-            h.machine["memory_gib"],
-            text(&h.machine["kernel"]),
-            text(&h.machine["os"])
-        );
+        let _ = writeln!(md, "- Machine: {}", system::describe_machine(&h.machine));
         let _ = writeln!(
             md,
             "- Versions: {} (commit {}), {}, {}, {}, {}; {}",
@@ -981,4 +995,33 @@ fn run_json(run: &Run, target: Target) -> Value {
         value["negotiated"] = json!(negotiated);
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_section;
+
+    #[test]
+    fn a_section_is_replaced_between_its_markers_with_links_relative_to_the_page() {
+        let dir = std::env::temp_dir().join(format!("weir-bench-report.{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("results")).unwrap();
+        let page = dir.join("PAGE.md");
+        std::fs::write(
+            &page,
+            "# Page\n<!-- bench:x:begin -->\nold\n<!-- bench:x:end -->\nkept\n",
+        )
+        .unwrap();
+        // The chart does not exist yet; its link is made all the same.
+        replace_section(&page, "x", |relative| {
+            format!("new {}\n", relative(&dir.join("results/chart.svg")))
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert_eq!(
+            text,
+            "# Page\n<!-- bench:x:begin -->\nnew results/chart.svg\n<!-- bench:x:end -->\nkept\n"
+        );
+        assert!(replace_section(&page, "missing", |_| String::new()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

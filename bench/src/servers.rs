@@ -248,21 +248,38 @@ pub fn start_backend(
     placement: Placement,
     dir: &Path,
 ) -> Result<Running, String> {
-    let log = dir.join("echo.log");
-    let mut child = pinned(placement.client_cpus(), &programs.echo)
-        .args(["--listen", "127.0.0.1:0", "--name", "bench"])
-        .args(["--threads", &placement.workers().to_string()])
+    start_echo(
+        &programs.echo,
+        placement.client_cpus(),
+        "bench",
+        placement.workers(),
+        &dir.join("echo.log"),
+    )
+}
+
+/// Starts weir-echo `echo` (pinned to `cpus`, if given) as instance `name` with `threads`
+/// worker threads, its stderr to `log`, and learns its port from the line it prints.
+pub fn start_echo(
+    echo: &Path,
+    cpus: Option<&str>,
+    name: &str,
+    threads: usize,
+    log: &Path,
+) -> Result<Running, String> {
+    let mut child = pinned(cpus, echo)
+        .args(["--listen", "127.0.0.1:0", "--name", name])
+        .args(["--threads", &threads.to_string()])
         .stdout(Stdio::piped())
-        .stderr(file(&log)?)
+        .stderr(file(log)?)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", programs.echo.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", echo.display()))?;
     let port = listening_port(&mut child, "the backend")?;
     Ok(Running {
         child,
         port,
         h2c_port: port,
         tls_port: None,
-        log,
+        log: log.to_path_buf(),
     })
 }
 

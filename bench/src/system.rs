@@ -195,6 +195,20 @@ pub fn machine() -> serde_json::Value {
     })
 }
 
+/// [`machine`]'s facts in one phrase for a results page: `AMD EPYC, 2 cores, 23.5 GiB,
+/// Linux 6.18 (Debian GNU/Linux 12 (bookworm))`.
+pub fn describe_machine(machine: &serde_json::Value) -> String {
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("?").to_owned();
+    format!(
+        "{}, {} cores, {} GiB, {} ({})",
+        text(&machine["cpu"]),
+        machine["cores"],
+        machine["memory_gib"],
+        text(&machine["kernel"]),
+        text(&machine["os"])
+    )
+}
+
 /// The first line a command prints (on stdout or stderr), or `None` if it cannot run.
 pub fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let output = Command::new(program).args(args).output().ok()?;

@@ -134,7 +134,7 @@ impl ServerCertVerifier for NoVerification {
 
 /// A client configuration: rustls's defaults (TLS 1.3 and 1.2, X25519 first), ALPN
 /// `http/1.1`, session resumption on or off.
-fn client_config(resume: bool) -> Arc<ClientConfig> {
+pub fn client_config(resume: bool) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
