@@ -189,7 +189,7 @@ pub async fn serve(
     connections: Arc<Semaphore>,
 ) -> bool {
     let tracker = TaskTracker::new();
-    let heartbeat = tokio::spawn(heartbeat());
+    let heartbeat = tokio::spawn(heartbeat(proxy.clone()));
     let (stopping, stop) = watch::channel(false);
     let worker = Worker {
         servers: Arc::new(connection::Servers::new(&settings)),
@@ -333,13 +333,22 @@ impl Worker {
 /// timeout, seconds away); on a thread whose connections come and go, that timer is often the
 /// only one, so every connection paid a system call for it. With this timer always earlier,
 /// connection timers never are.
-async fn heartbeat() {
+///
+/// Every [`SWEEP_TICKS`] it also closes this thread's idle upstream connections past their
+/// idle timeout: otherwise only a request to the same upstream would find them expired.
+async fn heartbeat(proxy: Arc<Proxy>) {
     let mut ticks = tokio::time::interval(Duration::from_millis(500));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for tick in 0u64.. {
         ticks.tick().await;
+        if tick % SWEEP_TICKS == SWEEP_TICKS - 1 {
+            proxy.upstreams().sweep_idle();
+        }
     }
 }
+
+/// Heartbeats between sweeps of the idle upstream connections: 10 s.
+const SWEEP_TICKS: u64 = 20;
 
 /// The connections queued on `listener` (accepted without waiting), as the socket is closed
 /// behind them: this thread's copy of it is dropped once they are taken.

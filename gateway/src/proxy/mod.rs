@@ -228,6 +228,11 @@ impl Proxy {
         }
     }
 
+    /// The upstream connections it sends through.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+
     /// Serves one request that came in on a socket of `scope`; never fails, errors become
     /// responses.
     pub async fn handle(

@@ -8,9 +8,10 @@
 //! pooled connection closed before a byte of it was sent is tried on the next one.
 //!
 //! Idle connections are dropped after [`PoolSettings::idle_timeout`], checked when a request
-//! looks for a connection and in a sweep every [`SWEEP_EVERY`] returns; an upstream that
-//! closes idle connections first (most do) frees them itself, since each connection's task
-//! sees the close.
+//! looks for a connection, in a sweep every [`SWEEP_EVERY`] returns, and in the sweep the
+//! proxy thread runs on a timer ([`sweep_idle`]), so that connections no request comes for
+//! any more (an endpoint that left, a quiet night) close too; an upstream that closes idle
+//! connections first (most do) frees them itself, since each connection's task sees the close.
 //!
 //! Invariant: a connection in the pool has no exchange in progress.
 
@@ -132,6 +133,17 @@ impl Idle {
     }
 }
 
+impl IdleConnections {
+    /// Drops the connections no longer usable, and the targets left without any.
+    fn sweep(&mut self, now: Instant, idle_timeout: Duration) {
+        self.returns_since_sweep = 0;
+        self.by_target.retain(|_, connections| {
+            connections.retain(|c| c.usable(now, idle_timeout));
+            !connections.is_empty()
+        });
+    }
+}
+
 thread_local! {
     static IDLE: RefCell<IdleConnections> = RefCell::default();
 }
@@ -162,11 +174,7 @@ fn give_back(connection: Returnable) {
         let mut idle = idle.borrow_mut();
         idle.returns_since_sweep += 1;
         if idle.returns_since_sweep >= SWEEP_EVERY {
-            idle.returns_since_sweep = 0;
-            idle.by_target.retain(|_, connections| {
-                connections.retain(|c| c.usable(now, settings.idle_timeout));
-                !connections.is_empty()
-            });
+            idle.sweep(now, settings.idle_timeout);
         }
         let connections = idle.by_target.entry(connection.key).or_default();
         if connections.len() < settings.max_idle_per_target {
@@ -176,6 +184,11 @@ fn give_back(connection: Returnable) {
             });
         }
     });
+}
+
+/// Closes this thread's idle connections older than `idle_timeout`, or closed by their upstream.
+pub(super) fn sweep_idle(idle_timeout: Duration) {
+    let _ = IDLE.try_with(|idle| idle.borrow_mut().sweep(Instant::now(), idle_timeout));
 }
 
 /// Idle connections this thread holds to `target` (for tests).
@@ -311,6 +324,24 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         get(&upstreams, endpoint).await.unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_timed_sweep_closes_idle_connections_no_request_comes_for() {
+        let (address, _) = backend().await;
+        let endpoint = &Target::socket(address, Protocol::Http1);
+        let upstreams = Upstreams::new(PoolSettings {
+            idle_timeout: Duration::from_millis(50),
+            ..PoolSettings::default()
+        });
+        get(&upstreams, endpoint).await.unwrap();
+        assert_eq!(idle_count(endpoint), 1);
+        upstreams.sweep_idle();
+        assert_eq!(idle_count(endpoint), 1, "not yet past its idle timeout");
+        // The idle period itself, not a synchronisation.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        upstreams.sweep_idle();
+        assert_eq!(idle_count(endpoint), 0);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -244,6 +244,12 @@ impl Upstreams {
         Self { settings }
     }
 
+    /// Closes the idle HTTP/1.1 connections this thread holds that are past the idle timeout;
+    /// the proxy thread calls it on a timer, so connections no request comes for close too.
+    pub fn sweep_idle(&self) {
+        h1::sweep_idle(self.settings.idle_timeout);
+    }
+
     /// Sends `request` (origin-form URI, Host set) to `target` and returns the response head;
     /// its body streams from the connection.
     pub async fn send<B: Into<RequestBody>>(
