@@ -450,6 +450,13 @@ mod tests {
     use std::net::SocketAddr;
     use weir_contract::Protocol;
 
+    const EVERY_ALGORITHM: [Algorithm; 4] = [
+        Algorithm::RoundRobin,
+        Algorithm::LeastRequest,
+        Algorithm::Random,
+        Algorithm::ConsistentHash,
+    ];
+
     fn backend(name: &str, ports: &[u16]) -> BackendEndpoints {
         let targets = ports
             .iter()
@@ -519,12 +526,7 @@ mod tests {
 
     #[test]
     fn an_invalid_backend_gets_exactly_its_weights_share_under_every_algorithm() {
-        for algorithm in [
-            Algorithm::RoundRobin,
-            Algorithm::LeastRequest,
-            Algorithm::Random,
-            Algorithm::ConsistentHash,
-        ] {
+        for algorithm in EVERY_ALGORITHM {
             let name = format!("{algorithm:?}");
             let balancer = with_algorithm(
                 vec![
@@ -546,12 +548,7 @@ mod tests {
 
     #[test]
     fn a_retry_never_goes_to_an_invalid_backend() {
-        for algorithm in [
-            Algorithm::RoundRobin,
-            Algorithm::LeastRequest,
-            Algorithm::Random,
-            Algorithm::ConsistentHash,
-        ] {
+        for algorithm in EVERY_ALGORITHM {
             let name = format!("{algorithm:?}");
             let balancer = with_algorithm(
                 vec![
@@ -610,12 +607,7 @@ mod tests {
 
     #[test]
     fn every_algorithm_avoids_what_it_is_told_while_something_else_remains() {
-        for algorithm in [
-            Algorithm::RoundRobin,
-            Algorithm::LeastRequest,
-            Algorithm::Random,
-            Algorithm::ConsistentHash,
-        ] {
+        for algorithm in EVERY_ALGORITHM {
             let name = format!("{algorithm:?}");
             let balancer = with_algorithm(vec![(backend("a", &[1, 2, 3]), 1)], algorithm);
             for key in 0..50u64 {

@@ -26,22 +26,7 @@ fn counted_table(metrics: &Metrics, filters: Vec<Filter>, endpoints: &[u16]) -> 
             ..RouteMatch::any()
         }],
         filters,
-        backends: vec![RuleBackend {
-            weight: 1,
-            filters: Vec::new(),
-            backend: Backend::Service(ServiceBackend {
-                service: NamespacedName::new("default", "echo"),
-                protocol: Protocol::Http1,
-                tls: None,
-                endpoints: endpoints
-                    .iter()
-                    .map(|port| Endpoint {
-                        address: ([127, 0, 0, 1], *port).into(),
-                    })
-                    .collect(),
-                unresolved: None,
-            }),
-        }],
+        backends: vec![echo(endpoints)],
         policy: RulePolicy::default(),
     };
     let snapshot = Snapshot {
@@ -55,6 +40,26 @@ fn counted_table(metrics: &Metrics, filters: Vec<Filter>, endpoints: &[u16]) -> 
         ..Snapshot::default()
     };
     TableCompiler::new(metrics.clone()).compile(Arc::new(snapshot), None)
+}
+
+/// Service `default/echo`, weight 1, with endpoints at 127.0.0.1:`endpoints`.
+fn echo(endpoints: &[u16]) -> RuleBackend {
+    RuleBackend {
+        weight: 1,
+        filters: Vec::new(),
+        backend: Backend::Service(ServiceBackend {
+            service: NamespacedName::new("default", "echo"),
+            protocol: Protocol::Http1,
+            tls: None,
+            endpoints: endpoints
+                .iter()
+                .map(|port| Endpoint {
+                    address: ([127, 0, 0, 1], *port).into(),
+                })
+                .collect(),
+            unresolved: None,
+        }),
+    }
 }
 
 fn request(host: &str, path: &str) -> Request<()> {
@@ -229,19 +234,7 @@ fn record_answers_a_failure_with_its_status() {
 /// A table whose route `r` (host `h`) sends half its requests to a Service at 127.0.0.1:`port`
 /// and half to an invalid backend.
 fn half_invalid(metrics: &Metrics, port: u16) -> RoutingTable {
-    let service = RuleBackend {
-        weight: 1,
-        filters: Vec::new(),
-        backend: Backend::Service(ServiceBackend {
-            service: NamespacedName::new("default", "echo"),
-            protocol: Protocol::Http1,
-            tls: None,
-            endpoints: vec![Endpoint {
-                address: ([127, 0, 0, 1], port).into(),
-            }],
-            unresolved: None,
-        }),
-    };
+    let service = echo(&[port]);
     let invalid = RuleBackend {
         weight: 1,
         filters: Vec::new(),

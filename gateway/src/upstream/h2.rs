@@ -62,10 +62,7 @@ pub(super) async fn send(
     };
     match sender.try_send_request(request).await {
         Ok(response) => Ok(response.map(|body| UpstreamBody::new(body, None))),
-        Err(mut error) => match error.take_message() {
-            Some(unsent) => Err(SendError::unsent(error.into_error(), unsent)),
-            None => Err(error.into_error().into()),
-        },
+        Err(error) => Err(error.into()),
     }
 }
 

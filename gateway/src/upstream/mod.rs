@@ -195,6 +195,17 @@ impl SendError {
     }
 }
 
+/// A request hyper did not send: given back when it never left (the connection was not ready
+/// for it), with the error either way.
+impl From<hyper::client::conn::TrySendError<Request<RequestBody>>> for SendError {
+    fn from(mut error: hyper::client::conn::TrySendError<Request<RequestBody>>) -> Self {
+        match error.take_message() {
+            Some(unsent) => Self::unsent(error.into_error(), unsent),
+            None => error.into_error().into(),
+        }
+    }
+}
+
 impl From<UpstreamError> for SendError {
     fn from(error: UpstreamError) -> Self {
         Self {
